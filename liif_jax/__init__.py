@@ -1,0 +1,3 @@
+"""liif_jax: LIIF (Local Implicit Image Function) in JAX/Flax."""
+
+__version__ = "0.1.0"

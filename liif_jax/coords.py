@@ -1,0 +1,31 @@
+"""Pixel-centre coordinates and cells, computed exactly as the official `make_coord`.
+
+The official code builds coordinates in float32 as `v0 + r + (2r) * arange(n)`; we keep that
+arithmetic so that nearest-latent lookups at pixel boundaries pick the same latent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def coord_seq(n: int, v0: float = -1.0, v1: float = 1.0) -> np.ndarray:
+    """Centres of `n` equal cells covering [v0, v1], float32, as the official code rounds them."""
+    r = (v1 - v0) / (2 * n)
+    return np.float32(v0 + r) + np.float32(2 * r) * np.arange(n, dtype=np.float32)
+
+
+def make_coord(shape: tuple[int, ...], flatten: bool = True) -> np.ndarray:
+    """Grid of pixel centres in [-1, 1]; last axis is (row, col). (H*W, 2) if `flatten`."""
+    seqs = [coord_seq(n) for n in shape]
+    grid = np.stack(np.meshgrid(*seqs, indexing="ij"), axis=-1).astype(np.float32)
+    return grid.reshape(-1, len(shape)) if flatten else grid
+
+
+def make_cell(shape: tuple[int, int], n: int) -> np.ndarray:
+    """Cells (2/H, 2/W) of a queried H x W grid, repeated for `n` queries, float32."""
+    h, w = shape
+    cell = np.ones((n, 2), dtype=np.float32)
+    cell[:, 0] *= np.float32(2 / h)
+    cell[:, 1] *= np.float32(2 / w)
+    return cell
