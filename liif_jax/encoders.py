@@ -1,0 +1,231 @@
+"""Convolutional encoders of the official LIIF code, feature-map output only (`no_upsampling`).
+
+Module names mirror the official state-dict names with each numeric index joined to the name
+before it (`body.3.body.0` -> `body_3/body_0`), so that converting an official checkpoint is one
+mechanical rule (see `liif_jax.convert`). Inputs and outputs are NHWC.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from liif_jax.layers import Dtype, conv
+
+
+class ResBlock(nn.Module):
+    """EDSR residual block: conv-relu-conv, scaled, plus identity."""
+
+    n_feats: int
+    res_scale: float
+    dtype: Dtype = None
+
+    @nn.compact
+    def __call__(self, x):
+        res = conv(self.n_feats, 3, self.n_feats, "body_0", self.dtype)(x)
+        res = conv(self.n_feats, 3, self.n_feats, "body_2", self.dtype)(nn.relu(res))
+        return res * self.res_scale + x
+
+
+class EDSR(nn.Module):
+    """EDSR (Lim et al. 2017) without the upsampling tail; mean shift unused as in LIIF."""
+
+    n_resblocks: int = 16
+    n_feats: int = 64
+    res_scale: float = 1.0
+    n_colors: int = 3
+    dtype: Dtype = None
+
+    @property
+    def out_dim(self) -> int:
+        return self.n_feats
+
+    @nn.compact
+    def __call__(self, x):
+        x = conv(self.n_feats, 3, self.n_colors, "head_0", self.dtype)(x)
+        res = x
+        for i in range(self.n_resblocks):
+            res = ResBlock(self.n_feats, self.res_scale, self.dtype, name=f"body_{i}")(res)
+        res = conv(self.n_feats, 3, self.n_feats, f"body_{self.n_resblocks}", self.dtype)(res)
+        return res + x
+
+
+class RDBConv(nn.Module):
+    """One densely connected conv of an RDB: its output is appended to its input."""
+
+    in_channels: int
+    grow_rate: int
+    dtype: Dtype = None
+
+    @nn.compact
+    def __call__(self, x):
+        out = nn.relu(conv(self.grow_rate, 3, self.in_channels, "conv_0", self.dtype)(x))
+        return jnp.concatenate([x, out], axis=-1)
+
+
+class RDB(nn.Module):
+    """Residual dense block: C dense convs, 1x1 local feature fusion, identity."""
+
+    g0: int
+    grow_rate: int
+    n_layers: int
+    dtype: Dtype = None
+
+    @nn.compact
+    def __call__(self, x):
+        h = x
+        for c in range(self.n_layers):
+            h = RDBConv(self.g0 + c * self.grow_rate, self.grow_rate, self.dtype, name=f"convs_{c}")(h)
+        fused = conv(self.g0, 1, self.g0 + self.n_layers * self.grow_rate, "LFF", self.dtype)(h)
+        return fused + x
+
+
+RDN_CONFIGS = {"A": (20, 6, 32), "B": (16, 8, 64)}  # (D blocks, C convs per block, G growth)
+
+
+class RDN(nn.Module):
+    """RDN (Zhang et al. 2018) without the upsampling net."""
+
+    G0: int = 64
+    RDNkSize: int = 3
+    RDNconfig: str = "B"
+    n_colors: int = 3
+    dtype: Dtype = None
+
+    @property
+    def out_dim(self) -> int:
+        return self.G0
+
+    @nn.compact
+    def __call__(self, x):
+        d, c, g = RDN_CONFIGS[self.RDNconfig]
+        k = self.RDNkSize
+        f1 = conv(self.G0, k, self.n_colors, "SFENet1", self.dtype)(x)
+        x = conv(self.G0, k, self.G0, "SFENet2", self.dtype)(f1)
+        outs = []
+        for i in range(d):
+            x = RDB(self.G0, g, c, self.dtype, name=f"RDBs_{i}")(x)
+            outs.append(x)
+        x = conv(self.G0, 1, d * self.G0, "GFF_0", self.dtype)(jnp.concatenate(outs, axis=-1))
+        x = conv(self.G0, k, self.G0, "GFF_1", self.dtype)(x)
+        return x + f1
+
+
+class CALayer(nn.Module):
+    """Channel attention: global average pool, bottleneck, sigmoid gate."""
+
+    channels: int
+    reduction: int
+    dtype: Dtype = None
+
+    @nn.compact
+    def __call__(self, x):
+        y = jnp.mean(x, axis=(1, 2), keepdims=True)
+        mid = self.channels // self.reduction
+        y = nn.relu(conv(mid, 1, self.channels, "conv_du_0", self.dtype)(y))
+        y = nn.sigmoid(conv(self.channels, 1, mid, "conv_du_2", self.dtype)(y))
+        return x * y
+
+
+class RCAB(nn.Module):
+    """Residual channel attention block (the official forward ignores res_scale)."""
+
+    n_feats: int
+    reduction: int
+    dtype: Dtype = None
+
+    @nn.compact
+    def __call__(self, x):
+        res = nn.relu(conv(self.n_feats, 3, self.n_feats, "body_0", self.dtype)(x))
+        res = conv(self.n_feats, 3, self.n_feats, "body_2", self.dtype)(res)
+        res = CALayer(self.n_feats, self.reduction, self.dtype, name="body_3")(res)
+        return res + x
+
+
+class ResidualGroup(nn.Module):
+    n_feats: int
+    reduction: int
+    n_resblocks: int
+    dtype: Dtype = None
+
+    @nn.compact
+    def __call__(self, x):
+        res = x
+        for i in range(self.n_resblocks):
+            res = RCAB(self.n_feats, self.reduction, self.dtype, name=f"body_{i}")(res)
+        res = conv(self.n_feats, 3, self.n_feats, f"body_{self.n_resblocks}", self.dtype)(res)
+        return res + x
+
+
+class RCAN(nn.Module):
+    """RCAN (Zhang et al. 2018) without the upsampling tail."""
+
+    n_resgroups: int = 10
+    n_resblocks: int = 20
+    n_feats: int = 64
+    reduction: int = 16
+    n_colors: int = 3
+    dtype: Dtype = None
+
+    @property
+    def out_dim(self) -> int:
+        return self.n_feats
+
+    @nn.compact
+    def __call__(self, x):
+        x = conv(self.n_feats, 3, self.n_colors, "head_0", self.dtype)(x)
+        res = x
+        for g in range(self.n_resgroups):
+            res = ResidualGroup(self.n_feats, self.reduction, self.n_resblocks, self.dtype, name=f"body_{g}")(res)
+        res = conv(self.n_feats, 3, self.n_feats, f"body_{self.n_resgroups}", self.dtype)(res)
+        return res + x
+
+
+def _edsr_baseline(n_resblocks=16, n_feats=64, res_scale=1, **kw) -> EDSR:
+    return EDSR(n_resblocks=n_resblocks, n_feats=n_feats, res_scale=res_scale, **kw)
+
+
+def _edsr(n_resblocks=32, n_feats=256, res_scale=0.1, **kw) -> EDSR:
+    return EDSR(n_resblocks=n_resblocks, n_feats=n_feats, res_scale=res_scale, **kw)
+
+
+def _rdn(G0=64, RDNkSize=3, RDNconfig="B", **kw) -> RDN:
+    if RDNconfig not in RDN_CONFIGS:
+        raise ValueError(f"RDNconfig must be one of {sorted(RDN_CONFIGS)}, got {RDNconfig!r}")
+    return RDN(G0=G0, RDNkSize=RDNkSize, RDNconfig=RDNconfig, **kw)
+
+
+def _rcan(n_resgroups=10, n_resblocks=20, n_feats=64, reduction=16, **kw) -> RCAN:
+    return RCAN(n_resgroups=n_resgroups, n_resblocks=n_resblocks, n_feats=n_feats, reduction=reduction, **kw)
+
+
+# Official registry names -> factories taking the official `args` (defaults as the official code).
+ENCODERS: dict[str, Callable[..., nn.Module]] = {
+    "edsr-baseline": _edsr_baseline,
+    "edsr": _edsr,
+    "rdn": _rdn,
+    "rcan": _rcan,
+}
+
+# Official args that only concern the upsampling tail or the unused mean shift.
+_IGNORED_ARGS = ("scale", "rgb_range")
+
+
+def make_encoder(name: str, args: dict[str, Any] | None = None, dtype: Dtype = None) -> nn.Module:
+    """Builds an encoder from an official `encoder_spec` (`{'name': ..., 'args': {...}}`)."""
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; available: {', '.join(ENCODERS)}")
+    args = dict(args or {})
+    if not args.pop("no_upsampling", False):
+        raise ValueError(
+            f"encoder {name!r}: LIIF uses the feature map, so the spec must set no_upsampling: true "
+            "(the upsampling tail is not implemented)"
+        )
+    for key in _IGNORED_ARGS:
+        args.pop(key, None)
+    try:
+        return ENCODERS[name](dtype=dtype, **args)
+    except TypeError as e:
+        raise ValueError(f"encoder {name!r}: unsupported args {args}: {e}") from None

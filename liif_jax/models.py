@@ -1,0 +1,144 @@
+"""Models built from official model specs: `{'name': 'liif' | 'metasr', 'args': {...}}`.
+
+A model is a frozen description plus pure functions of `params` (a nested dict with `encoder` and
+`imnet`). `encode` runs the encoder once per image; `query` decodes any number of coordinates
+from its result, so rendering can query in chunks.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from liif_jax import liif
+from liif_jax.encoders import make_encoder
+from liif_jax.layers import Dtype
+
+Params = Any
+Spec = dict[str, Any]
+
+DEFAULT_IMNET = {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [256, 256, 256, 256]}}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
+class LIIF:
+    """LIIF with feature unfolding, local ensemble and cell decoding each switchable."""
+
+    spec: Spec
+    encoder: nn.Module
+    imnet: liif.MLP
+    feat_unfold: bool = True
+    local_ensemble: bool = True
+    cell_decode: bool = True
+    dtype: Dtype = None
+
+    def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
+        k_enc, k_mlp = jax.random.split(rng)
+        x = jnp.zeros((1, inp_size, inp_size, 3), jnp.float32)
+        enc = self.encoder.init(k_enc, x)["params"]
+        mlp = self.imnet.init(k_mlp, jnp.zeros((1, self.imnet.in_dim), jnp.float32))["params"]
+        return {"encoder": enc, "imnet": mlp}
+
+    def features(self, params: Params, inp: jax.Array) -> jax.Array:
+        """Encoder feature map (B, h, w, C) of images in [-1, 1] (B, h, w, 3)."""
+        return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
+
+    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
+        """Latent grid: the first MLP layer's feature term at every latent (B, h, w, hidden)."""
+        feat = self.features(params, inp)
+        w_feat, _, _ = liif.first_layer_split(
+            params["imnet"]["layers_0"]["kernel"], feat.shape[-1], self.feat_unfold
+        )
+        return liif.latent_grid(w_feat, feat, self.dtype)
+
+    def query(self, params: Params, grid: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
+        """RGB in [-1, 1] (B, Q, 3) at coordinates (B, Q, 2) with cells (B, Q, 2)."""
+        first = params["imnet"]["layers_0"]
+        n_feat_in = first["kernel"].shape[0] - (4 if self.cell_decode else 2)
+        w_coord = first["kernel"][n_feat_in : n_feat_in + 2]
+        w_cell = first["kernel"][n_feat_in + 2 :] if self.cell_decode else None
+        mlp_rest = functools.partial(self.imnet.apply, {"params": params["imnet"]}, first_layer_done=True)
+        out = liif.query_batch(grid, coord, cell, w_coord, w_cell, first["bias"], mlp_rest, self.local_ensemble)
+        return out.astype(jnp.float32)
+
+    def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
+        return self.query(params, self.encode(params, inp), coord, cell)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
+class MetaSR:
+    """The MetaSR baseline of the LIIF paper: an MLP predicts per-query 3x3 filter weights."""
+
+    spec: Spec
+    encoder: nn.Module
+    imnet: liif.MLP
+    dtype: Dtype = None
+
+    def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
+        k_enc, k_mlp = jax.random.split(rng)
+        enc = self.encoder.init(k_enc, jnp.zeros((1, inp_size, inp_size, 3), jnp.float32))["params"]
+        mlp = self.imnet.init(k_mlp, jnp.zeros((1, 3), jnp.float32))["params"]
+        return {"encoder": enc, "imnet": mlp}
+
+    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
+        return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
+
+    def query(self, params: Params, feat: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
+        imnet = functools.partial(self.imnet.apply, {"params": params["imnet"]})
+        one = lambda f, x, c: metasr_point(f, x, c, imnet)
+        return jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)))(feat, coord, cell).astype(jnp.float32)
+
+    def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
+        return self.query(params, self.encode(params, inp), coord, cell)
+
+
+def metasr_point(feat: jax.Array, coord: jax.Array, cell: jax.Array, imnet) -> jax.Array:
+    """Official `MetaSR.query_rgb` for one query: feat (h, w, C) -> RGB (3,)."""
+    h, w, c = feat.shape
+    half = jnp.array([h / 2, w / 2], jnp.float32)
+    corner = coord - cell / 2  # the query cell's top-left corner
+    q = jnp.clip(corner + liif.ENSEMBLE_EPS, -liif.CLAMP, liif.CLAMP)
+    iy, ix = liif.nearest_index(q[0], h), liif.nearest_index(q[1], w)
+    # Latent coordinates shifted to their cells' top-left corners, as the official code does.
+    seq_h = jnp.asarray(liif.coord_seq(h)) - jnp.float32(1 / h)
+    seq_w = jnp.asarray(liif.coord_seq(w)) - jnp.float32(1 / w)
+    rel = (corner - jnp.stack([seq_h[iy], seq_w[ix]])) * half
+    inp = jnp.stack([rel[0], rel[1], cell[0] * half[0]])
+    weights = imnet(inp).reshape(c * 9, 3)
+    padded = jnp.pad(feat, ((1, 1), (1, 1), (0, 0)))
+    patch = jax.lax.dynamic_slice(padded, (iy, ix, 0), (3, 3, c))  # F.unfold's 3x3 window
+    q_feat = patch.transpose(2, 0, 1).reshape(c * 9)  # channel-major, as F.unfold
+    return q_feat @ weights
+
+
+def build_model(spec: Spec, dtype: Dtype = None) -> LIIF | MetaSR:
+    """Model from an official spec dict. `dtype` is the compute dtype (e.g. bfloat16)."""
+    spec = copy.deepcopy(spec)
+    name, args = spec.get("name"), dict(spec.get("args", {}))
+    enc_spec = args.pop("encoder_spec", None)
+    if enc_spec is None:
+        raise ValueError(f"model spec {spec!r} has no args.encoder_spec")
+    encoder = make_encoder(enc_spec["name"], enc_spec.get("args"), dtype)
+    if name == "liif":
+        imnet_spec = args.pop("imnet_spec", DEFAULT_IMNET) or DEFAULT_IMNET
+        flags = {k: bool(args.pop(k, True)) for k in ("feat_unfold", "local_ensemble", "cell_decode")}
+        if args:
+            raise ValueError(f"liif: unknown args {sorted(args)}")
+        if imnet_spec.get("name", "mlp") != "mlp":
+            raise ValueError(f"liif: only the 'mlp' imnet is supported, got {imnet_spec.get('name')!r}")
+        in_dim = encoder.out_dim * (9 if flags["feat_unfold"] else 1) + 2 + (2 if flags["cell_decode"] else 0)
+        im_args = imnet_spec.get("args", {})
+        imnet = liif.MLP(in_dim, im_args.get("out_dim", 3), tuple(im_args.get("hidden_list", [256] * 4)), dtype)
+        return LIIF(spec, encoder, imnet, dtype=dtype, **flags)
+    if name == "metasr":
+        if args:
+            raise ValueError(f"metasr: unknown args {sorted(args)}")
+        imnet = liif.MLP(3, encoder.out_dim * 9 * 3, (256,), dtype)
+        return MetaSR(spec, encoder, imnet, dtype)
+    raise ValueError(f"unknown model {name!r}; available: liif, metasr")

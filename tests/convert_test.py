@@ -1,0 +1,155 @@
+"""Official checkpoints load without PyTorch, safely, into the same model."""
+
+import collections
+import io
+import json
+import pickle
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import reference
+import torchfile
+from liif_jax import convert, pth
+from liif_jax.checkpoints import load_model, save_model
+from liif_jax.models import build_model
+
+
+def test_pth_gives_the_params_and_output_of_its_npz_twin(reference_dir):
+    model, params = convert.load_official(reference_dir / "edsr_baseline_liif_seed1.pth")
+    _, twin, ref = reference.load("edsr_baseline_liif")
+    jax.tree.map(np.testing.assert_array_equal, params, twin)
+    out = model.apply(params, jnp.asarray(reference.nhwc(ref["inp"])), ref["coord"], ref["cell"])
+    np.testing.assert_allclose(np.asarray(out), ref["out"], atol=1e-4, rtol=0)
+
+
+def test_pth_keeps_optimizer_state_and_epoch(reference_dir):
+    ckpt = pth.load_pth(reference_dir / "edsr_baseline_liif_seed1.pth")
+    assert set(ckpt) >= {"model", "optimizer", "epoch"}
+    assert isinstance(ckpt["model"]["sd"], collections.OrderedDict)
+    assert ckpt["model"]["sd"]["encoder.head.0.weight"].shape == (64, 3, 3, 3)
+
+
+@pytest.mark.parametrize("name", ["edsr-baseline-liif", "rdn-liif"])
+def test_full_size_official_state_dicts_map_completely(name, reference_dir):
+    entry = json.loads((reference_dir / "official_state_dict_shapes.json").read_text())[name]
+    model = build_model(entry["model_spec"])
+    sd = {k: np.zeros(shape, np.float32) for k, shape in entry["state_dict"].items()}
+    params = convert.params_from_state_dict(model, sd)  # raises on any missing/unexpected/misshapen key
+    assert sum(x.size for x in jax.tree.leaves(params)) == entry["num_params"]
+    back = convert.state_dict_from_params(params)
+    used = {k for k in sd if not k.startswith(convert.UNUSED_PREFIXES)}
+    assert set(back) == used
+    assert all(back[k].shape == tuple(entry["state_dict"][k]) for k in used)
+
+
+def test_state_dict_round_trip_is_exact():
+    _, params, ref = reference.load("rdn_liif_small")
+    back = convert.state_dict_from_params(params)
+    for k, v in back.items():
+        np.testing.assert_array_equal(v, ref[f"param/{k}"].astype(np.float32))
+
+
+def test_mismatch_names_missing_unexpected_and_misshapen_keys():
+    model, _, ref = reference.load("edsr_baseline_liif")
+    sd = reference.state_dict(ref)
+    del sd["imnet.layers.8.bias"]
+    sd["imnet.layers.10.weight"] = np.zeros((3, 3), np.float32)
+    sd["encoder.head.0.weight"] = np.zeros((64, 4, 3, 3), np.float32)
+    with pytest.raises(convert.CheckpointMismatchError) as e:
+        convert.params_from_state_dict(model, sd, "x.pth")
+    msg = str(e.value)
+    assert "x.pth" in msg
+    assert "missing (1): imnet.layers.8.bias" in msg
+    assert "unexpected (1): imnet.layers.10.weight" in msg
+    assert "encoder.head.0.weight: file (64, 4, 3, 3), model (64, 3, 3, 3)" in msg
+
+
+@pytest.mark.parametrize("name", ["edsr_baseline_liif_no_cell", "rdn_liif_small"])
+def test_pth_model_args_are_honoured(name, tmp_path):
+    """A .pth saying cell_decode: false (or RDN G0=16) builds that model, not the default one."""
+    model_ref, _, ref = reference.load(name)
+    path = tmp_path / "model.pth"
+    spec = reference.manifest()[name]["model_spec"]
+    sd = collections.OrderedDict(reference.state_dict(ref))
+    torchfile.save(path, {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}, "epoch": 3})
+    model, params = load_model(path)
+    assert model.spec == spec
+    out = model.apply(params, jnp.asarray(reference.nhwc(ref["inp"])), ref["coord"], ref["cell"])
+    np.testing.assert_allclose(np.asarray(out), ref["out"], atol=1e-4, rtol=0)
+
+
+class _Exploit:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/liif_jax_pwned",))
+
+
+def _zip_pickle(path, payload: bytes):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", payload)
+        z.writestr("archive/byteorder", "little")
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    marker = "/tmp/liif_jax_pwned"
+    import os
+
+    if os.path.exists(marker):
+        os.remove(marker)
+    path = tmp_path / "evil.pth"
+    _zip_pickle(path, pickle.dumps({"model": _Exploit()}, protocol=2))
+    with pytest.raises(pth.UnsafeCheckpointError, match=r"evil\.pth: refusing to load 'posix\.system'"):
+        pth.load_pth(path)
+    assert not os.path.exists(marker)
+    # The same file through the user-facing loaders.
+    with pytest.raises(pth.UnsafeCheckpointError):
+        load_model(path)
+
+
+def test_non_checkpoint_files_get_clear_errors(tmp_path):
+    legacy = tmp_path / "legacy.pth"
+    legacy.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ValueError, match="not a PyTorch zip checkpoint"):
+        pth.load_pth(legacy)
+    other = tmp_path / "other.pth"
+    torchfile.save(other, {"state_dict": {}})
+    with pytest.raises(ValueError, match="no 'model' entry"):
+        load_model(other)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_model(tmp_path / "missing.pth")
+
+
+def test_convert_cli_writes_an_orbax_checkpoint_every_tool_reads(reference_dir, tmp_path, capsys):
+    out = tmp_path / "ckpt"
+    assert convert.main([str(reference_dir / "edsr_baseline_liif_seed1.pth"), str(out)]) == 0
+    assert "1.57 M parameters" in capsys.readouterr().out
+    model, params = load_model(out)
+    _, twin, _ = reference.load("edsr_baseline_liif")
+    jax.tree.map(np.testing.assert_array_equal, params, twin)
+    assert model.spec == reference.manifest()["edsr_baseline_liif"]["model_spec"]
+    # Step directory and --step resolve too; a non-empty output is refused.
+    assert load_model(out / "0")[0].spec == model.spec
+    with pytest.raises(FileNotFoundError, match="available steps: \\[0\\]"):
+        load_model(out, step=5)
+    assert convert.main([str(reference_dir / "edsr_baseline_liif_seed1.pth"), str(out)]) == 1
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_load_model_explains_what_a_model_path_must_be(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no liif_jax checkpoint here"):
+        load_model(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such model"):
+        load_model(tmp_path / "nope")
+
+
+def test_save_model_round_trip_with_another_spec(tmp_path):
+    model, params, _ = reference.load("rdn_liif_small")
+    save_model(tmp_path / "m", model.spec, params, step=7)
+    model2, params2 = load_model(tmp_path / "m")
+    assert model2.spec == model.spec
+    jax.tree.map(np.testing.assert_array_equal, params2, params)

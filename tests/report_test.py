@@ -1,0 +1,129 @@
+"""Report outputs: table and JSON contents, PNG sizes and content, the bicubic baseline."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from liif_jax.report import (
+    LABEL_HEIGHT,
+    PANEL_GAP,
+    ImageResult,
+    aggregate,
+    bicubic_upsample,
+    default_crop,
+    format_table,
+    plot_psnr_vs_scale,
+    save_side_by_side,
+    to_json_dict,
+    write_json,
+)
+
+RESULTS = [
+    ImageResult("0801", 4, 30.0, 28.0),
+    ImageResult("0802", 4, 31.0, 28.5),
+    ImageResult("0801", 2, 35.0, 32.0),
+    ImageResult("0802", 2, 36.0, 33.0),
+    ImageResult("0803", 2, 37.0, 31.0),
+]
+
+
+def test_aggregate_means_per_scale_in_first_seen_order():
+    rows = aggregate(RESULTS)
+    assert [row.scale for row in rows] == [4, 2]
+    assert [row.n_images for row in rows] == [2, 3]
+    assert rows[0].psnr == pytest.approx(30.5) and rows[0].bicubic_psnr == pytest.approx(28.25)
+    assert rows[1].psnr == pytest.approx(36.0) and rows[1].bicubic_psnr == pytest.approx(32.0)
+    assert rows[1].gain == pytest.approx(4.0)
+
+
+def test_format_table():
+    lines = format_table(aggregate(RESULTS)).splitlines()
+    assert lines[0] == "| scale | LIIF PSNR (dB) | bicubic PSNR (dB) | gain (dB) | images |"
+    assert lines[2:] == ["| x4 | 30.50 | 28.25 | +2.25 | 2 |", "| x2 | 36.00 | 32.00 | +4.00 | 3 |"]
+
+
+def test_json_schema_and_values(tmp_path):
+    path = tmp_path / "out" / "eval.json"
+    write_json(path, RESULTS + [ImageResult("same", np.int64(3), float("inf"), 40.0)])
+    summary = json.loads(path.read_text())
+    assert summary["mean_psnr"] == pytest.approx(30.5)  # the first scale seen, x4
+    assert summary["scales"]["4"] == {"psnr": 30.5, "bicubic_psnr": 28.25, "n_images": 2}
+    assert summary["scales"]["2"] == {"psnr": 36.0, "bicubic_psnr": 32.0, "n_images": 3}
+    assert summary["scales"]["3"]["psnr"] is None  # +inf is not JSON
+    assert summary["images"][0] == {"name": "0801", "scale": 4, "psnr": 30.0, "bicubic_psnr": 28.0}
+    assert len(summary["images"]) == 6 and summary["images"][-1]["scale"] == 3
+
+
+def test_json_fractional_scale_key_and_empty_input():
+    assert list(to_json_dict([ImageResult("a", 2.5, 30.0, 29.0)])["scales"]) == ["2.5"]
+    with pytest.raises(ValueError, match="no image results"):
+        to_json_dict([])
+
+
+def _images(height=150, width=170, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.random((height, width, 3), dtype=np.float32) for _ in range(3)]
+
+
+def test_side_by_side_size_and_content(tmp_path):
+    bicubic, liif, gt = _images()
+    path = tmp_path / "cmp.png"
+    crop = save_side_by_side(path, bicubic, liif, gt, crop=(10, 20, 40, 50))
+    assert crop == (10, 20, 40, 50)
+    with Image.open(path) as image:
+        picture = np.asarray(image)
+    assert picture.shape == (LABEL_HEIGHT + 40, 3 * 50 + 2 * PANEL_GAP, 3)
+    for i, image in enumerate((bicubic, liif, gt)):
+        x = i * (50 + PANEL_GAP)
+        expected = np.round(image[10:50, 20:70] * 255).astype(np.uint8)
+        np.testing.assert_array_equal(picture[LABEL_HEIGHT:, x : x + 50], expected)
+    assert (picture[:LABEL_HEIGHT] < 128).any()  # labels were drawn
+
+
+def test_default_crop_finds_the_detailed_window(tmp_path):
+    gt = np.full((300, 260, 3), 0.5, dtype=np.float32)
+    gt[200:260, 30:90] = np.random.default_rng(1).random((60, 60, 3))
+    top, left, height, width = default_crop(gt)
+    assert (height, width) == (128, 128)
+    assert top <= 200 and top + 128 >= 260 and left <= 30 and left + 128 >= 90
+    path = tmp_path / "cmp.png"
+    assert save_side_by_side(path, gt, gt, gt) == (top, left, 128, 128)
+    with Image.open(path) as image:
+        assert image.size == (3 * 128 + 2 * PANEL_GAP, LABEL_HEIGHT + 128)
+
+
+def test_default_crop_of_a_small_image_is_the_whole_image():
+    assert default_crop(np.zeros((50, 70, 3), dtype=np.uint8)) == (0, 0, 50, 70)
+
+
+def test_side_by_side_rejects_mismatch(tmp_path):
+    bicubic, liif, gt = _images()
+    with pytest.raises(ValueError, match="shapes differ"):
+        save_side_by_side(tmp_path / "x.png", bicubic[:-1], liif, gt)
+    with pytest.raises(ValueError, match="does not fit"):
+        save_side_by_side(tmp_path / "x.png", bicubic, liif, gt, crop=(100, 0, 128, 128))
+
+
+def test_plot_is_a_png(tmp_path):
+    path = tmp_path / "plot.png"
+    plot_psnr_vs_scale(path, aggregate(RESULTS))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == (500, 350)
+
+
+def test_bicubic_upsample_shape_and_range():
+    lr = np.random.default_rng(2).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    up = bicubic_upsample(lr, (36, 30))
+    assert up.shape == (36, 30, 3) and up.dtype == np.float32
+    assert 0 <= up.min() and up.max() <= 1
+    np.testing.assert_array_equal(bicubic_upsample(lr.astype(np.float32) / 255, (36, 30)), up)
+
+
+def test_bicubic_resize_matches_the_official_resize_fn(reference_dir):
+    data = np.load(reference_dir / "pil_bicubic_resize.npz")
+    for i in range(4):
+        hr, lr = data[f"hr_{i}"], data[f"lr_{i}"]
+        np.testing.assert_array_equal(np.round(bicubic_upsample(hr, lr.shape[:2]) * 255), lr)
