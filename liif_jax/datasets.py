@@ -1,0 +1,45 @@
+"""Data sets from config, in the official config's vocabulary.
+
+A data config mirrors the official YAML: `dataset: {name, args}`, `wrapper: {name, args}`,
+`batch_size`; the names are the official registry names plus `tfds` and `samples`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from liif_jax import data
+
+SOURCES: dict[str, Callable[..., data.DataSource]] = {
+    "image-folder": lambda root_path, first_k=None, repeat=1, cache=False: data.ImageFolder(
+        root_path, first_k=first_k, repeat=repeat, cache=bool(cache)
+    ),
+    "paired-image-folders": lambda root_path_1, root_path_2, first_k=None, repeat=1, cache=False: data.PairedImageFolders(
+        root_path_1, root_path_2, first_k=first_k, repeat=repeat, cache=bool(cache)
+    ),
+    "tfds": lambda name, data_dir, split, hr_key="hr", lr_key=None: data.TfdsSource(name, data_dir, split, hr_key, lr_key),
+    "samples": lambda split: data.sample_images(split),
+}
+
+WRAPPERS: dict[str, Callable[..., Any]] = {
+    "sr-implicit-downsampled": data.RandomScaleDownsample,
+    "sr-implicit-paired": data.PairedRandomCrop,
+}
+
+
+def _build(registry: Mapping[str, Callable[..., Any]], spec: Mapping[str, Any], what: str):
+    name, args = spec.get("name"), dict(spec.get("args") or {})
+    if name not in registry:
+        raise ValueError(f"{what}: unknown name {name!r}; available: {', '.join(registry)}")
+    try:
+        return registry[name](**args)
+    except TypeError as e:
+        raise ValueError(f"{what} {name!r}: bad args {sorted(args)}: {e}") from None
+
+
+def make_source(spec: Mapping[str, Any], what: str = "dataset") -> data.DataSource:
+    return _build(SOURCES, spec, what)
+
+
+def make_wrapper(spec: Mapping[str, Any], what: str = "wrapper"):
+    return _build(WRAPPERS, spec, what)

@@ -1,0 +1,35 @@
+"""`python -m liif_jax.train --workdir DIR [--config experiments/configs/X.py] [--config.KEY=VALUE ...]`.
+
+Started again on the same DIR, it resumes from the last checkpoint, data iterator included.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and the resolved config", required=True)
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host TPU/GPU)")
+config_flags.DEFINE_config_file("config", "experiments/configs/quickstart.py", "experiment config file", lock_config=True)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    import jax
+
+    if _DISTRIBUTED.value:
+        jax.distributed.initialize()
+    from liif_jax import train_lib
+
+    try:
+        train_lib.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+    except (train_lib.TrainingError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,379 @@
+"""Training: one jit-compiled, data-parallel step over a 1-D device mesh, orbax checkpoints that
+hold params, optimizer state and the data iterator, so a killed run resumes exactly.
+
+Data parallelism is `jax.jit` over a `("data",)` mesh of every device (params replicated, batch
+sharded); XLA inserts the gradient all-reduce. This is what `jax.pmap` is now built on, without
+its per-device programming model. On several hosts, call `jax.distributed.initialize()` first
+(`--distributed`); each process feeds its own slice of the global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+import time
+from typing import Any, Callable
+
+import flax
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from liif_jax import checkpoints, data, datasets
+from liif_jax.models import LIIF, MetaSR, build_model
+
+Batch = dict[str, Any]
+DATA_AXIS = "data"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says why and what is kept."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def make_mesh() -> jax.sharding.Mesh:
+    """1-D mesh of all devices. Auto axes: jit partitions the step from the in/out shardings."""
+    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def lr_schedule(lr: float, milestones_epochs: list[int], gamma: float, steps_per_epoch: int) -> optax.Schedule:
+    """The official MultiStepLR, stepped per epoch, expressed in optimizer steps."""
+    boundaries = {int(m) * steps_per_epoch: gamma for m in milestones_epochs}
+    return optax.piecewise_constant_schedule(lr, boundaries)
+
+
+def config_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+    opt = config.optimizer
+    return lr_schedule(opt.lr, list(opt.milestones), opt.gamma, steps_per_epoch)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
+    if config.optimizer.name != "adam":
+        raise ValueError(f"optimizer.name: only 'adam' (the official choice) is supported, got {config.optimizer.name!r}")
+    # torch.optim.Adam defaults: betas (0.9, 0.999), eps 1e-8 outside the square root.
+    return optax.adam(config_schedule(config, steps_per_epoch), b1=0.9, b2=0.999, eps=1e-8)
+
+
+def l1_loss(model: LIIF | MetaSR, params, batch: Batch) -> jax.Array:
+    """The official loss: L1 averaged over every element (nn.L1Loss)."""
+    pred = model.apply(params, batch["inp"], batch["coord"], batch["cell"])
+    return jnp.mean(jnp.abs(pred - batch["gt"]))
+
+
+def train_step(model: LIIF | MetaSR, tx: optax.GradientTransformation, state: TrainState, batch: Batch):
+    loss, grads = jax.value_and_grad(functools.partial(l1_loss, model))(state.params, batch)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return TrainState(state.step + 1, params, opt_state), loss
+
+
+def batch_psnr(model: LIIF | MetaSR, params, batch: Batch) -> jax.Array:
+    """The official validation metric on one batch: PSNR of clamped [0, 1] RGB over all queries."""
+    pred = jnp.clip(model.apply(params, batch["inp"], batch["coord"], batch["cell"]) * 0.5 + 0.5, 0, 1)
+    gt = batch["gt"] * 0.5 + 0.5
+    return -10 * jnp.log10(jnp.mean((pred - gt) ** 2))
+
+
+MODEL_KEYS = ("inp", "coord", "cell", "gt")
+
+
+def to_global(batch: Batch, sharding: NamedSharding) -> Batch:
+    """This process's slice of the batch -> one global array sharded over the mesh."""
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k])) for k in MODEL_KEYS}
+
+
+@dataclasses.dataclass
+class Steps:
+    """The jitted functions of one run, with their shardings."""
+
+    train: Callable
+    eval_psnr: Callable
+    replicated: NamedSharding
+    batch: NamedSharding
+
+
+def compile_steps(model: LIIF | MetaSR, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> Steps:
+    repl, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P(DATA_AXIS))
+    train = jax.jit(
+        lambda s, b: train_step(model, tx, s, b),
+        in_shardings=(repl, sharded),
+        out_shardings=(repl, repl),
+        donate_argnums=0,
+    )
+    evaluate = jax.jit(lambda p, b: batch_psnr(model, p, b), in_shardings=(repl, sharded), out_shardings=repl)
+    return Steps(train, evaluate, repl, sharded)
+
+
+def compute_dtype(name: str):
+    return {"float32": None, "bfloat16": jnp.bfloat16}[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def train_iterator(config: ml_collections.ConfigDict) -> tuple[data.TrainIterator, int]:
+    """(checkpointable iterator of this process's batches, steps per epoch)."""
+    cfg = config.data.train
+    source = datasets.make_source(cfg.dataset.to_dict(), "data.train.dataset")
+    wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.train.wrapper")
+    it = data.make_train_dataset(source, wrapper, cfg.batch_size, config.seed, num_workers=config.num_workers)
+    return it, data.steps_per_epoch(len(source), cfg.batch_size)
+
+
+def val_dataset(config: ml_collections.ConfigDict):
+    cfg = config.data.get("val")
+    if cfg is None:
+        return None
+    spec = cfg.dataset.to_dict()
+    args = dict(spec.get("args") or {})
+    first_k, repeat = args.pop("first_k", None), args.pop("repeat", 1)
+    args.pop("cache", None)
+    source = datasets.make_source({**spec, "args": args}, "data.val.dataset")
+    wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.val.wrapper")
+    return data.make_val_dataset(source, cfg.batch_size, config.seed, wrapper, first_k, repeat)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+OPT_STATE, DATA_ITER = "opt_state", "data_iter"
+
+
+def checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
+    """Keeps the last `keep` checkpoints and the best one by validation PSNR."""
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy(
+        [
+            ocp.checkpoint_managers.LatestN(keep),
+            ocp.checkpoint_managers.BestN(
+                get_metric_fn=lambda m: m["val_psnr"], n=1, keep_checkpoints_without_metrics=False
+            ),
+        ]
+    )
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True)
+    return ocp.CheckpointManager(
+        workdir / "checkpoints",
+        options=options,
+        item_handlers={
+            checkpoints.PARAMS: ocp.StandardCheckpointHandler(),
+            OPT_STATE: ocp.StandardCheckpointHandler(),
+            checkpoints.META: ocp.JsonCheckpointHandler(),
+            DATA_ITER: grain.checkpoint.CheckpointHandler(),
+        },
+    )
+
+
+def save(mngr: ocp.CheckpointManager, state: TrainState, it, meta: dict, metrics: dict | None) -> None:
+    step = int(state.step)
+    mngr.save(
+        step,
+        args=ocp.args.Composite(
+            **{
+                checkpoints.PARAMS: ocp.args.StandardSave(state.params),
+                OPT_STATE: ocp.args.StandardSave(state.opt_state),
+                checkpoints.META: ocp.args.JsonSave({**meta, "step": step}),
+                DATA_ITER: grain.checkpoint.CheckpointSave(it),
+            }
+        ),
+        metrics=metrics,
+    )
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, abstract: TrainState, it) -> TrainState:
+    restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            **{
+                checkpoints.PARAMS: ocp.args.StandardRestore(abstract.params),
+                OPT_STATE: ocp.args.StandardRestore(abstract.opt_state),
+                DATA_ITER: grain.checkpoint.CheckpointRestore(it),
+            }
+        ),
+    )
+    return TrainState(jnp.asarray(step, jnp.int32), restored[checkpoints.PARAMS], restored[OPT_STATE])
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging
+# ---------------------------------------------------------------------------------------------
+
+
+class MetricWriter:
+    """metrics.jsonl (one JSON object per row) and TensorBoard events, on process 0 only."""
+
+    def __init__(self, workdir: pathlib.Path, resume_step: int):
+        self.enabled = jax.process_index() == 0
+        self.path = workdir / "metrics.jsonl"
+        if not self.enabled:
+            return
+        self._truncate_after(resume_step)
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(os.fspath(workdir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+
+    def _truncate_after(self, step: int) -> None:
+        """Rows logged after the checkpoint we resume from are logged again by the resumed run."""
+        if not self.path.exists():
+            return
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        kept = [r for r in rows if r["step"] <= step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def write(self, step: int, **scalars: float) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **scalars}) + "\n")
+        for k, v in scalars.items():
+            self._tb.add_scalar(k, v, step)
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._tb.close()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+def check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Refuses to mix runs: a workdir's saved config must describe the same model."""
+    saved = workdir / "config.json"
+    if saved.exists():
+        old = json.loads(saved.read_text())
+        if old.get("model") != config.model.to_dict():
+            raise TrainingError(
+                f"{workdir} holds a run of another model:\n  saved:   {json.dumps(old.get('model'))}\n"
+                f"  current: {json.dumps(config.model.to_dict())}\nUse a new --workdir, or the same config to resume."
+            )
+
+
+def evaluate_val(steps: Steps, params, val_ds) -> float:
+    """Mean PSNR over the validation batches, weighted by batch size as the official Averager."""
+    total, n = 0.0, 0
+    n_dev = jax.device_count()
+    for batch in val_ds:
+        b = batch["inp"].shape[0]
+        if b * jax.process_count() % n_dev:
+            continue  # a ragged last batch that cannot be split over the devices
+        total += float(steps.eval_psnr(params, to_global(batch, steps.batch))) * b
+        n += b
+    return total / max(n, 1)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
+    """Trains (or resumes) the run in `workdir`; returns the last logged metrics."""
+    workdir = pathlib.Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    check_workdir(workdir, config)
+    if jax.process_index() == 0:
+        (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+    model = build_model(config.model.to_dict(), compute_dtype(config.compute_dtype))
+    it, steps_per_epoch = train_iterator(config)
+    val_ds = val_dataset(config)
+    num_steps = config.num_steps or config.optimizer.epochs * steps_per_epoch
+    tx = make_optimizer(config, steps_per_epoch)
+    schedule = config_schedule(config, steps_per_epoch)
+    mesh = make_mesh()
+    steps = compile_steps(model, tx, mesh)
+
+    def init_state(rng):
+        params = model.init(rng, config.data.train.wrapper.args.get("inp_size") or 48)
+        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+    init = jax.jit(init_state, out_shardings=steps.replicated)
+    mngr = checkpoint_manager(workdir, config.keep_checkpoints)
+    meta = checkpoints.make_meta(config.model.to_dict(), config=config.to_dict())
+    start = mngr.latest_step()
+    if start is None:
+        state = init(jax.random.key(config.seed))
+        start = 0
+    else:
+        abstract = jax.eval_shape(init, jax.random.key(0))
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=steps.replicated), abstract)
+        state = restore(mngr, start, abstract, it)
+        print(f"resumed from {workdir / 'checkpoints' / str(start)}", flush=True)
+
+    writer = MetricWriter(workdir, start)
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    print(
+        f"{model.spec['args']['encoder_spec']['name']}-{model.spec['name']}: {n_params / 1e6:.2f} M params, "
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s), global batch {config.data.train.batch_size}, "
+        f"{steps_per_epoch} steps/epoch, steps {start} -> {num_steps}",
+        flush=True,
+    )
+    last: dict[str, float] = {}
+    last_val: float | None = None
+    losses: list[jax.Array] = []
+    t_last, step_last = time.perf_counter(), start
+    t_start, step_start = t_last, start
+    try:
+        for step in range(start + 1, num_steps + 1):
+            state, loss = steps.train(state, to_global(next(it), steps.batch))
+            losses.append(loss)
+            log_now = step % config.log_every_steps == 0 or step == num_steps
+            ckpt_now = step % config.checkpoint_every_steps == 0 or step == num_steps
+            eval_now = val_ds is not None and (step % config.eval_every_steps == 0 or step == num_steps)
+            if not (log_now or ckpt_now or eval_now):
+                continue
+            values = np.asarray(jax.device_get(losses))
+            if not np.all(np.isfinite(values)):
+                bad = step - len(values) + int(np.argmin(np.isfinite(values)))
+                raise TrainingError(
+                    f"loss is {values[~np.isfinite(values)][0]} at step {bad}; stopped without saving. "
+                    f"The last good checkpoint is step {mngr.latest_step()} in {workdir / 'checkpoints'}; "
+                    "lower optimizer.lr or check the data."
+                )
+            if log_now:
+                now = time.perf_counter()
+                rate = (step - step_last) / (now - t_last)
+                overall = (step - step_start) / (now - t_start)
+                lr = float(schedule(step - 1))
+                last = {"loss": float(values.mean()), "lr": lr, "steps_per_s": rate}
+                writer.write(step, **last)
+                eta = format_duration((num_steps - step) / overall) if overall > 0 else "?"
+                epoch = (step - 1) // steps_per_epoch + 1
+                print(f"step {step}/{num_steps} (epoch {epoch})  loss {last['loss']:.4f}  lr {lr:.2e}  "
+                      f"{rate:.2f} steps/s  ETA {eta}", flush=True)
+                t_last, step_last = now, step
+            losses = []
+            if eval_now:
+                last_val = evaluate_val(steps, state.params, val_ds)
+                last["val_psnr"] = last_val
+                writer.write(step, val_psnr=last_val)
+                print(f"step {step}/{num_steps}  val_psnr {last_val:.2f} dB", flush=True)
+            if ckpt_now:
+                save(mngr, state, it, meta, None if last_val is None else {"val_psnr": last_val})
+        mngr.wait_until_finished()
+    finally:
+        mngr.close()
+        writer.close()
+        it.close()
+    return last
+

@@ -1,0 +1,85 @@
+"""Rendering and the demo CLI give the official pixels, in chunks of any size."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import reference
+from liif_jax import demo, render
+from liif_jax.coords import make_cell, make_coord
+
+
+def test_chunked_render_equals_one_pass_over_all_pixels():
+    model, params, ref = reference.load("edsr_baseline_liif")
+    inp = reference.nhwc(ref["inp"])
+    h, w = 29, 23  # 667 pixels: chunks of 100 leave a ragged last chunk
+    coord, cell = make_coord((h, w))[None], make_cell((h, w), h * w)[None]
+    full = np.asarray(model.apply(params, inp, coord, cell)).reshape(1, h, w, 3)
+    np.testing.assert_allclose(render.render(model, params, inp, (h, w), batch_queries=100), full, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(render.render(model, params, inp, (h, w), batch_queries=10_000), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name, size", [("eval_div2k_x3", (96, 120)), ("eval_benchmark_x4", (88, 100))])
+def test_upscale_matches_the_official_prediction(name, size):
+    model, params, ref = reference.load(name)
+    pred = render.upscale(model, params, ref["lr"].transpose(1, 2, 0), size, batch_queries=4000)
+    np.testing.assert_allclose(pred, ref["pred"].transpose(1, 2, 0), atol=1e-4, rtol=0)
+
+
+def test_render_rejects_bad_sizes():
+    model, params, ref = reference.load("edsr_baseline_liif")
+    with pytest.raises(ValueError, match="must be positive"):
+        render.render(model, params, reference.nhwc(ref["inp"]), (0, 5))
+
+
+def _lr_png(ref, path):
+    Image.fromarray(np.round(ref["lr"].transpose(1, 2, 0) * 255).astype(np.uint8)).save(path)
+
+
+def test_demo_gives_the_official_demo_pixels(reference_dir, tmp_path, capsys):
+    """The eval reference uses the .pth's architecture; its own weights go in a .pth via torchfile."""
+    import collections
+
+    import torchfile
+
+    _, _, ref = reference.load("eval_div2k_x3")
+    spec = reference.manifest()["eval_div2k_x3"]["model_spec"]
+    model_path = tmp_path / "model.pth"
+    sd = collections.OrderedDict(reference.state_dict(ref))
+    torchfile.save(model_path, {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}})
+    _lr_png(ref, tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(model_path), "--resolution", "96,120",
+                    "--output", str(out), "--batch-queries", "5000"])
+    assert rc == 0, capsys.readouterr().err
+    got = np.asarray(Image.open(out)).astype(int)
+    want = (ref["pred"].transpose(1, 2, 0) * np.float32(255)).astype(np.uint8).astype(int)  # ToPILImage truncates
+    assert got.shape == (96, 120, 3)
+    assert np.abs(got - want).max() <= 1
+
+
+def test_demo_accepts_gray_and_rgba_inputs(reference_dir, tmp_path):
+    rng = np.random.default_rng(0)
+    for mode, arr in [("L", rng.integers(0, 255, (10, 12), dtype=np.uint8)), ("RGBA", rng.integers(0, 255, (10, 12, 4), dtype=np.uint8))]:
+        Image.fromarray(arr, mode).save(tmp_path / f"{mode}.png")
+        out = tmp_path / f"{mode}_out.png"
+        rc = demo.main(["--input", str(tmp_path / f"{mode}.png"), "--model", str(reference_dir / "edsr_baseline_liif_seed1.pth"),
+                        "--resolution", "15,17", "--output", str(out)])
+        assert rc == 0 and Image.open(out).size == (17, 15) and Image.open(out).mode == "RGB"
+
+
+@pytest.mark.parametrize("text", ["100", "a,b", "0,10", "10,-1", "1,2,3", "2.5,3"])
+def test_demo_rejects_bad_resolutions(text, reference_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        demo.main(["--input", "x.png", "--model", "m.pth", "--resolution", text, "--output", str(tmp_path / "o.png")])
+    assert "--resolution" in capsys.readouterr().err
+
+
+def test_demo_names_a_missing_image_and_a_bad_model_path(reference_dir, tmp_path, capsys):
+    rc = demo.main(["--input", str(tmp_path / "nope.png"), "--model", str(reference_dir / "edsr_baseline_liif_seed1.pth"),
+                    "--resolution", "4,4", "--output", str(tmp_path / "o.png")])
+    assert rc == 1 and "nope.png" in capsys.readouterr().err
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "in.png")
+    rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(tmp_path / "not_a_model"),
+                    "--resolution", "4,4", "--output", str(tmp_path / "o.png")])
+    assert rc == 1 and "not_a_model" in capsys.readouterr().err
