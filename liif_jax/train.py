@@ -31,5 +31,18 @@ def main(argv: list[str]) -> None:
         sys.exit(1)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl parsing, with a one-line error for a config key that does not exist."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:  # raised by ml_collections for --config.<unknown key>
+        msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+        print(f"error: unknown config key in the command line: {msg}", file=sys.stderr)
+        sys.exit(2)
+    except flags.Error as e:
+        print(f"error: {e}\nPass --helpfull for the flags.", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

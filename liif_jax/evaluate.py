@@ -1,0 +1,299 @@
+"""Evaluation as the official `test.py` does it: PSNR of LIIF and of bicubic over a set of images.
+
+`python -m liif_jax.evaluate --model MODEL --hr-dir DIR --scale 2,3,4 --protocol div2k` makes each
+low-resolution input from the HR image exactly as the official `sr-implicit-downsampled` wrapper
+(with `inp_size: None`); `--lr-dir DIR` instead pairs given LR images with the HR images by name,
+as `sr-implicit-paired` (the official DIV2K x2-x4 and benchmark tables). `--tfds NAME` reads a
+prepared TFDS set (ArrayRecord, no TensorFlow) instead of folders.
+
+The library call `evaluate(model, params, source, scales, protocol)` is what the CLI, the training
+loop and a notebook share. A source is any sequence (a `liif_jax.data` source, or a plain list) of
+uint8 HR images (H, W, 3), or of {'lr', 'hr'} dicts for given LR inputs. Every prediction goes
+through `render.upscale`, so memory is bounded by `batch_queries`, whatever the image size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import pathlib
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from liif_jax import data, metrics, report
+from liif_jax.checkpoints import load_model
+from liif_jax.imaging import ImageError, resize_bicubic, to_float01
+from liif_jax.models import LIIF, MetaSR
+from liif_jax.render import DEFAULT_BATCH_QUERIES, upscale
+
+PLOT_NAME = "psnr_vs_scale.png"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One image at one scale: what was fed, rendered and measured, for inspection and tests."""
+
+    lr: np.ndarray  # uint8 (h, w, 3): the model input
+    hr: np.ndarray  # uint8 (H, W, 3): the ground truth, cropped to the rendered size
+    pred: np.ndarray  # float32 (H, W, 3) in [0, 1]: the LIIF prediction, clamped
+    bicubic: np.ndarray  # float32 (H, W, 3) in [0, 1]: the baseline
+    psnr: float
+    bicubic_psnr: float
+
+
+def parse_scales(text: str) -> list[float]:
+    """'2,3,4' or '2.5' -> scales; each a number >= 1, since the official test path only upsamples."""
+    try:
+        scales = [float(part) for part in text.split(",")]
+    except ValueError:
+        scales = []
+    if not scales or not all(math.isfinite(s) and s >= 1 for s in scales):
+        raise ValueError(f"--scale must be numbers >= 1 separated by commas (e.g. 4 or 2,3,4 or 2.5), got {text!r}")
+    return scales
+
+
+def check_scales(scales: Sequence[float], protocol: metrics.Protocol) -> None:
+    """Fails before any work when the protocol cannot measure a scale (div2k/benchmark shave by it)."""
+    if not scales:
+        raise ValueError("no scales to evaluate")
+    for scale in scales:
+        if scale < 1:
+            raise ValueError(f"scale {scale:g} is below 1; super-resolution scales are >= 1")
+        try:
+            metrics.shave_for(protocol, scale)
+        except ValueError as err:
+            raise ValueError(f"{err}; use --protocol plain for non-integer scales") from None
+
+
+def downsample(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, cropped HR) as the official `sr-implicit-downsampled` with `inp_size: None`.
+
+    The LR side is floor(H / s + 1e-9) (the epsilon keeps e.g. 90 / 3 from flooring to 29), the HR
+    image is cropped at the top left to round(h_lr * s), and the LR is PIL bicubic of that crop.
+    """
+    h_lr = math.floor(hr.shape[0] / scale + 1e-9)
+    w_lr = math.floor(hr.shape[1] / scale + 1e-9)
+    if min(h_lr, w_lr) < 1:
+        raise ImageError(f"image of {hr.shape[0]}x{hr.shape[1]} pixels is too small for scale {scale:g}")
+    crop = hr[: round(h_lr * scale), : round(w_lr * scale)]
+    return resize_bicubic(crop, (h_lr, w_lr)), crop
+
+
+def crop_paired(lr: np.ndarray, hr: np.ndarray, scale: float) -> np.ndarray:
+    """The HR image cropped at the top left to LR size x scale, as `sr-implicit-paired` does.
+
+    The official code takes the scale as H_hr // H_lr; we require that (and the same for widths)
+    to equal the scale asked for, so a wrong LR folder is an error rather than a silently wrong
+    table.
+    """
+    if scale != int(scale):
+        raise ImageError(f"given LR images need an integer scale, got {scale:g}")
+    scale = int(scale)
+    (h_lr, w_lr), (h_hr, w_hr) = lr.shape[:2], hr.shape[:2]
+    if h_hr // h_lr != scale or w_hr // w_lr != scale:
+        raise ImageError(
+            f"LR image of {h_lr}x{w_lr} pixels does not fit HR image of {h_hr}x{w_hr} pixels at scale "
+            f"{scale} (HR size // LR size is {h_hr // h_lr}x{w_hr // w_lr}); check --lr-dir and --scale"
+        )
+    return hr[: h_lr * scale, : w_lr * scale]
+
+
+def evaluate_one(
+    model: LIIF | MetaSR,
+    params: Any,
+    hr: np.ndarray,
+    lr: np.ndarray | None,
+    scale: float,
+    protocol: metrics.Protocol,
+    batch_queries: int = DEFAULT_BATCH_QUERIES,
+) -> Outcome:
+    """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`."""
+    if lr is None:
+        lr, hr = downsample(hr, scale)
+    else:
+        hr = crop_paired(lr, hr, scale)
+    pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries)
+    bicubic = report.bicubic_upsample(lr, hr.shape[:2])
+    gt = to_float01(hr)
+    return Outcome(
+        lr, hr, pred, bicubic, metrics.psnr(pred, gt, protocol, scale), metrics.psnr(bicubic, gt, protocol, scale)
+    )
+
+
+def evaluate(
+    model: LIIF | MetaSR,
+    params: Any,
+    source: Sequence[Any],
+    scales: Sequence[float],
+    protocol: metrics.Protocol,
+    batch_queries: int = DEFAULT_BATCH_QUERIES,
+    save_images: str | os.PathLike | None = None,
+    progress: bool = True,
+    names: Sequence[str] | None = None,
+) -> list[report.ImageResult]:
+    """Per-image results of every image of `source` at every scale, image-major.
+
+    Elements of `source` are uint8 HR images (LR made per scale) or {'lr', 'hr'} dicts (given LR,
+    one scale). Results are named by `names`, else by `source.describe(i)` when the source has it
+    (the `liif_jax.data` sources), else `image<i>`; errors name `source.describe(i)` when present,
+    as that names every file involved. `save_images` gets a bicubic / LIIF / ground-truth crop per
+    image and scale, and a PSNR-vs-scale plot when there are several scales.
+    """
+    check_scales(scales, protocol)
+    if batch_queries <= 0:
+        raise ValueError(f"batch_queries must be positive, got {batch_queries}")
+    if names is not None and len(names) != len(source):
+        raise ValueError(f"{len(names)} names for {len(source)} images")
+    results: list[report.ImageResult] = []
+    for i in range(len(source)):
+        name, where = _name(source, names, i), _where(source, names, i)
+        hr, lr = _split(source[i], where)
+        if lr is not None and len(scales) != 1:
+            raise ValueError(f"{where}: a given LR image has one scale, but scales {list(scales)} were asked for")
+        for scale in scales:
+            start = time.perf_counter()
+            try:
+                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries)
+            except ValueError as err:
+                raise ImageError(f"{where} at scale {scale:g}: {err}") from err
+            results.append(report.ImageResult(name, scale, outcome.psnr, outcome.bicubic_psnr))
+            if save_images is not None:
+                crop_path = _crop_path(save_images, name, scale)
+                report.save_side_by_side(crop_path, outcome.bicubic, outcome.pred, outcome.hr)
+            if progress:
+                print(_progress_line(results, i, len(source), time.perf_counter() - start), flush=True)
+    if save_images is not None and len(scales) > 1:
+        report.plot_psnr_vs_scale(pathlib.Path(save_images) / PLOT_NAME, report.aggregate(results))
+    return results
+
+
+def _name(source: Sequence[Any], names: Sequence[str] | None, i: int) -> str:
+    if names is not None:
+        return names[i]
+    return source.describe(i) if hasattr(source, "describe") else f"image{i}"
+
+
+def _where(source: Sequence[Any], names: Sequence[str] | None, i: int) -> str:
+    return source.describe(i) if hasattr(source, "describe") else _name(source, names, i)
+
+
+def _split(element: Any, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(HR, LR or None) of a source element, each checked to be a uint8 RGB image."""
+    if isinstance(element, Mapping):
+        return _rgb_u8(element["hr"], where), _rgb_u8(element["lr"], where)
+    return _rgb_u8(element, where), None
+
+
+def _rgb_u8(image: Any, where: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ImageError(f"{where}: expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    return image
+
+
+def _crop_path(folder: str | os.PathLike, name: str, scale: float) -> pathlib.Path:
+    """`<folder>/<name without suffix>_x<scale>.png`, the name reduced to file-name-safe characters."""
+    stem = re.sub(r"[^\w.-]+", "_", pathlib.PurePath(name).stem).strip("_") or "image"
+    return pathlib.Path(folder) / f"{stem}_x{scale:g}.png"
+
+
+def _progress_line(results: Sequence[report.ImageResult], i: int, n: int, seconds: float) -> str:
+    last = results[-1]
+    same_scale = [r.psnr for r in results if r.scale == last.scale]
+    return (
+        f"[{i + 1}/{n}] {last.name} x{last.scale:g}: LIIF {last.psnr:.2f} dB, bicubic "
+        f"{last.bicubic_psnr:.2f} dB | running mean x{last.scale:g} {np.mean(same_scale):.2f} dB | {seconds:.2f} s"
+    )
+
+
+def open_source(args: argparse.Namespace) -> tuple[Sequence[Any], list[str]]:
+    """The evaluation source the flags name, and a short name (file name) for each image."""
+    if args.tfds is None and args.tfds_lr_key is not None:
+        raise ValueError("--tfds-lr-key applies only with --tfds; use --lr-dir for a folder of LR images")
+    if args.tfds is not None:
+        if args.lr_dir is not None:
+            raise ValueError("--lr-dir does not apply to --tfds; use --tfds-lr-key for the set's LR images")
+        source = data.TfdsSource(args.tfds, args.tfds_data_dir, args.split, lr_key=args.tfds_lr_key)
+        return source, [source.describe(i) for i in range(len(source))]
+    if args.lr_dir is not None:
+        paired = data.PairedImageFolders(args.lr_dir, args.hr_dir)
+        return paired, [hr.name for _, hr in paired.pairs]
+    folder = data.ImageFolder(args.hr_dir)
+    return folder, [f.name for f in folder.files]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m liif_jax.evaluate",
+        description="PSNR of LIIF and bicubic over an image set, as the official test.py.",
+    )
+    parser.add_argument("--model", required=True, help="official .pth, liif_jax workdir or checkpoint directory")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--hr-dir", help="folder of high-resolution (ground-truth) images")
+    where.add_argument("--tfds", metavar="NAME", help="prepared TFDS data set (e.g. div2k/bicubic_x4), feature 'hr'")
+    parser.add_argument(
+        "--lr-dir", help="folder of given LR images, paired by name (0801x4.png <-> 0801.png); one scale only"
+    )
+    parser.add_argument("--scale", required=True, help="scale(s), comma separated, e.g. 4 or 2,3,4 or 2.5")
+    parser.add_argument(
+        "--protocol",
+        required=True,
+        choices=["div2k", "benchmark", "plain"],
+        help="div2k: shave scale+6, RGB; benchmark: shave scale, Y channel; plain: all pixels, RGB",
+    )
+    parser.add_argument("--json", help="write the results (per scale and per image) to this JSON file")
+    parser.add_argument(
+        "--batch-queries", type=int, default=DEFAULT_BATCH_QUERIES, help="queries per chunk (bounds memory)"
+    )
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument(
+        "--save-images", metavar="DIR", help="write bicubic / LIIF / ground-truth crops (and a plot) here"
+    )
+    parser.add_argument(
+        "--tfds-data-dir",
+        default=os.path.expanduser("~/tensorflow_datasets"),
+        help="TFDS data directory (default: ~/tensorflow_datasets)",
+    )
+    parser.add_argument("--split", default="validation", help="TFDS split (default: validation)")
+    parser.add_argument("--tfds-lr-key", help="TFDS feature with given LR images (e.g. lr); default: make LR from hr")
+    return parser
+
+
+def run(args: argparse.Namespace) -> list[report.ImageResult]:
+    """Checks the flags, then evaluates; cheap checks come before loading the model and images."""
+    scales = parse_scales(args.scale)
+    paired = args.lr_dir is not None or (args.tfds is not None and args.tfds_lr_key is not None)
+    if paired and len(scales) != 1:
+        raise ValueError(f"given LR images (--lr-dir / --tfds-lr-key) have one scale; got --scale {args.scale}")
+    if args.batch_queries <= 0:
+        raise ValueError(f"--batch-queries must be positive, got {args.batch_queries}")
+    check_scales(scales, args.protocol)
+    source, names = open_source(args)
+    model, params = load_model(args.model, args.step)
+    print(f"evaluating {len(source)} images at scale(s) {args.scale} under protocol {args.protocol!r}", flush=True)
+    results = evaluate(model, params, source, scales, args.protocol, args.batch_queries, args.save_images, names=names)
+    if args.json is not None:
+        report.write_json(args.json, results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        results = run(args)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(report.format_table(report.aggregate(results)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

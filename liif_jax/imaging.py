@@ -1,0 +1,83 @@
+"""Image I/O and resizing on the host, bit-compatible with the official LIIF data code.
+
+The official code decodes with `PIL.Image.open(path).convert('RGB')`, works on float tensors
+`k / 255`, and makes low-resolution inputs with `resize_fn` (torchvision `ToPILImage` -> PIL
+`Image.BICUBIC` resize -> `ToTensor`). We keep images as uint8 until the last step: the float
+round trip `uint8(float32(k / 255) * 255)` inside `ToPILImage` is the identity for every uint8
+value (checked in the tests), so resizing the uint8 image with PIL gives the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class ImageError(ValueError):
+    """An image or image folder that cannot be used; the message names it and says what to do."""
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decodes an image file to uint8 (H, W, 3) with PIL's `convert('RGB')`, as the official loader.
+
+    Gray, palette and RGBA images are converted by PIL (alpha is dropped, not composited); 16-bit
+    images are clipped to 255 by PIL, not rescaled. The full decode happens here so that a truncated
+    file fails at this call, naming the file.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(
+            f"cannot read image {os.fspath(path)!r}: {err}. Check that the file exists and is a "
+            "complete PNG/JPEG/BMP/TIFF image; re-extract it or remove it from the folder."
+        ) from err
+
+
+def resize_bicubic(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The official `resize_fn`: PIL bicubic resize of a uint8 (H, W, 3) image to `size` = (h, w)."""
+    h, w = size
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.BICUBIC))
+
+
+def to_float01(img: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1], as torchvision `ToTensor` (a float32 division by 255)."""
+    return img.astype(np.float32) / np.float32(255)
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """[0, 1] -> [-1, 1] with the official data_norm `(x - 0.5) / 0.5`, in float32."""
+    return (x - np.float32(0.5)) / np.float32(0.5)
+
+
+def denormalize(x: np.ndarray) -> np.ndarray:
+    """[-1, 1] -> [0, 1], the inverse of `normalize` (`x * 0.5 + 0.5`, as the official test code)."""
+    return x * np.float32(0.5) + np.float32(0.5)
+
+
+def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
+    """Image files directly inside `folder`, sorted by name like the official `sorted(os.listdir)`.
+
+    Unlike the official loader, non-image files (e.g. `.DS_Store`, `readme.txt`) are skipped so
+    that they cannot be mistaken for data.
+    """
+    root = pathlib.Path(folder)
+    if not root.is_dir():
+        raise ImageError(f"image folder {os.fspath(folder)!r} does not exist or is not a folder")
+    files = sorted(
+        p
+        for p in root.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+    if not files:
+        raise ImageError(
+            f"image folder {os.fspath(folder)!r} holds no {'/'.join(IMAGE_SUFFIXES)} files; "
+            "point it at the folder that directly contains the images"
+        )
+    return files

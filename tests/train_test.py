@@ -1,0 +1,191 @@
+"""Training: the official step, data parallelism, exact resume, and clear failures."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+import reference
+from liif_jax import convert, train_lib
+from liif_jax.configs import base_config, downsampled, liif_spec
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**overrides):
+    """A model and batch small enough for CPU tests, on the built-in sample photographs."""
+    c = base_config(
+        liif_spec("edsr-baseline", {"n_resblocks": 1, "n_feats": 8}, hidden_list=(16,)),
+        {"name": "samples", "args": {"split": "train"}},
+        {"name": "samples", "args": {"split": "val", "repeat": 2}},
+        train_wrapper=downsampled(inp_size=16, sample_q=64),
+        val_wrapper=downsampled(inp_size=16, sample_q=64, augment=False),
+        batch_size=4, epochs=100, milestones=(50,),
+    )
+    c.num_steps, c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 12, 2, 6, 4
+    c.num_workers = 0
+    c.update_from_flattened_dict(overrides)
+    return c
+
+
+def test_one_step_matches_the_official_loss_gradients_and_adam_update():
+    model, params, ref = reference.load("train_step_edsr_baseline_liif")
+    batch = {"inp": reference.nhwc(ref["inp"]), "coord": ref["coord"], "cell": ref["cell"], "gt": ref["gt"]}
+    loss, grads = jax.value_and_grad(lambda p: train_lib.l1_loss(model, p, batch))(params)
+    np.testing.assert_allclose(float(loss), float(ref["loss"]), rtol=1e-5)
+    want_grads = convert.params_from_state_dict(model, reference.state_dict(ref, "grad/"))
+    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max()), grads, want_grads)
+
+    tx = train_lib.make_optimizer(tiny_config(**{"optimizer.lr": 1e-4}), steps_per_epoch=1000)
+    after = convert.params_from_state_dict(model, reference.state_dict(ref, "after/"))
+    diff = lambda a, b: jax.tree.map(lambda x, y: np.asarray(x, np.float64) - np.asarray(y, np.float64), a, b)
+    # The optimizer alone, on the official gradients: Adam's first step moves each weight by
+    # ~lr * g / (|g| + eps), so compare the update itself, to 1e-4 relative plus the float32
+    # rounding of the stored new weights.
+    updates, _ = tx.update(want_grads, tx.init(params), params)
+    for u, w, a in zip(jax.tree.leaves(updates), jax.tree.leaves(diff(after, params)), jax.tree.leaves(after)):
+        assert np.all(np.abs(np.asarray(u) - w) <= 1e-4 * np.abs(w) + np.spacing(np.abs(np.asarray(a))))
+    # The whole jit-able step. Weights whose gradient is near eps (1e-8) amplify float32 rounding
+    # of the gradient, so the new weights are compared, as the issue asks, at relative 1e-4.
+    state = train_lib.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+    new, step_loss = train_lib.train_step(model, tx, state, batch)
+    assert float(step_loss) == float(loss)
+    jax.tree.map(lambda a, w: np.testing.assert_allclose(a, w, rtol=1e-4, atol=1e-7), new.params, after)
+    assert float(train_lib.l1_loss(model, new.params, batch)) == pytest.approx(float(ref["loss_after"]), rel=1e-5)
+
+
+def test_schedule_is_the_official_multistep_lr():
+    sched = train_lib.lr_schedule(1e-4, [200, 400, 600, 800], 0.5, steps_per_epoch=1000)
+    assert float(sched(0)) == pytest.approx(1e-4)
+    assert float(sched(199_999)) == pytest.approx(1e-4)  # last step of epoch 200
+    assert float(sched(200_000)) == pytest.approx(5e-5)  # first step of epoch 201
+    assert float(sched(999_999)) == pytest.approx(6.25e-6)
+
+
+SHARDED = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_default_matmul_precision", "highest")
+    assert jax.device_count() == 8
+    from liif_jax import train_lib
+    from liif_jax.models import build_model
+    from liif_jax.configs import liif_spec
+    import ml_collections
+    model = build_model(liif_spec("edsr-baseline", {"n_resblocks": 1, "n_feats": 8}, hidden_list=(16,)))
+    cfg = ml_collections.ConfigDict({"optimizer": {"name": "adam", "lr": 1e-3, "milestones": [], "gamma": 0.5}})
+    tx = train_lib.make_optimizer(cfg, 10)
+    params = jax.tree.map(np.asarray, model.init(jax.random.key(0), 12))  # host copies: the step donates its input
+    rng = np.random.default_rng(0)
+    batch = {"inp": rng.uniform(-1, 1, (16, 12, 12, 3)).astype(np.float32),
+             "coord": rng.uniform(-1, 1, (16, 32, 2)).astype(np.float32),
+             "cell": np.full((16, 32, 2), 0.05, np.float32),
+             "gt": rng.uniform(-1, 1, (16, 32, 3)).astype(np.float32)}
+    def run(devices):
+        mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+        steps = train_lib.compile_steps(model, tx, mesh)
+        state = jax.device_put(train_lib.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)), steps.replicated)
+        for _ in range(2):
+            state, loss = steps.train(state, train_lib.to_global(batch, steps.batch))
+        return state, float(loss)
+    many, loss8 = run(jax.devices())
+    one, loss1 = run(jax.devices()[:1])
+    assert len(many.params["imnet"]["layers_0"]["kernel"].sharding.device_set) == 8
+    np.testing.assert_allclose(loss8, loss1, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6), many.params, one.params)
+    print("SHARDED_OK")
+    """
+)
+
+
+def test_sharded_step_on_8_devices_equals_single_device_step():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
+    assert "SHARDED_OK" in out.stdout, out.stderr[-3000:]
+
+
+def _losses(workdir: pathlib.Path) -> list[tuple[int, float]]:
+    rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+def test_training_writes_checkpoints_metrics_and_config(tmp_path):
+    result = train_lib.train_and_evaluate(tiny_config(), tmp_path)
+    assert np.isfinite(result["loss"]) and "val_psnr" in result
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())[-1] == 12
+    assert [s for s, _ in _losses(tmp_path)] == [2, 4, 6, 8, 10, 12]
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val_psnr" in r] == [6, 12]
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "liif"
+    assert any((tmp_path / "tensorboard").iterdir())
+
+
+CLI = [sys.executable, "-m", "liif_jax.train", "--config", str(REPO / "experiments/configs/quickstart.py")]
+TINY_FLAGS = [
+    "--config.model.args.encoder_spec.args.n_resblocks=1", "--config.model.args.encoder_spec.args.n_feats=8",
+    "--config.data.train.batch_size=4", "--config.data.val.batch_size=4",
+    "--config.data.train.wrapper.args.inp_size=16", "--config.data.train.wrapper.args.sample_q=64",
+    "--config.data.val.wrapper.args.inp_size=16", "--config.data.val.wrapper.args.sample_q=64",
+    "--config.num_steps=24", "--config.log_every_steps=2", "--config.checkpoint_every_steps=4",
+    "--config.eval_every_steps=1000",
+]
+
+
+def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(CLI + ["--workdir", str(straight)] + TINY_FLAGS, env=env, check=True, capture_output=True, timeout=300)
+
+    proc = subprocess.Popen(CLI + ["--workdir", str(killed)] + TINY_FLAGS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "8" / "commit_success.txt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps_done = max(s for s, _ in _losses(killed))
+    assert steps_done < 24, "the run finished before it could be killed; make it longer"
+
+    out = subprocess.run(CLI + ["--workdir", str(killed)] + TINY_FLAGS, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resumed from" in out.stdout
+    assert _losses(killed) == _losses(straight)
+
+
+def test_a_workdir_of_another_model_is_refused(tmp_path):
+    train_lib.train_and_evaluate(tiny_config(num_steps=2), tmp_path)
+    with pytest.raises(train_lib.TrainingError, match="holds a run of another model"):
+        train_lib.train_and_evaluate(tiny_config(**{"num_steps": 2, "model.args.imnet_spec.args.hidden_list": [32]}), tmp_path)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = tiny_config(**{"num_steps": 12, "checkpoint_every_steps": 2, "log_every_steps": 1})
+    train_lib.train_and_evaluate(tiny_config(num_steps=2, checkpoint_every_steps=2), tmp_path)
+    cfg.optimizer.lr = 1e36  # blows the weights up within a couple of steps
+    with pytest.raises(train_lib.TrainingError, match=r"loss is (nan|inf).*last good checkpoint is step \d+"):
+        train_lib.train_and_evaluate(cfg, tmp_path)
+    from liif_jax.checkpoints import load_model
+
+    _, params = load_model(tmp_path)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
+
+
+def test_missing_data_folder_is_named(tmp_path):
+    cfg = tiny_config()
+    cfg.data.train.dataset = {"name": "image-folder", "args": {"root_path": str(tmp_path / "DIV2K_train_HR")}}
+    with pytest.raises(ValueError, match="DIV2K_train_HR"):
+        train_lib.train_and_evaluate(cfg, tmp_path / "wd")
+
+
+def test_unknown_config_key_is_a_one_line_error(tmp_path):
+    out = subprocess.run(CLI + ["--workdir", str(tmp_path), "--config.num_stepz=3"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "unknown config key" in out.stderr and "num_steps" in out.stderr and "Traceback" not in out.stderr
