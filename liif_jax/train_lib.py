@@ -286,6 +286,25 @@ def evaluate_val(steps: Steps, params, val_ds) -> float:
     return total / max(n, 1)
 
 
+def final_evaluation(config: ml_collections.ConfigDict, model: LIIF | MetaSR, params, workdir: pathlib.Path) -> None:
+    """The paper's protocol (LIIF vs bicubic per scale) on held-out images, if the config asks.
+
+    Prints the table and writes `final_eval.json`; `config.final_eval` holds `dataset` (a source
+    spec), `scales` and `protocol`.
+    """
+    fe = config.get("final_eval")
+    if fe is None or jax.process_index() != 0:
+        return
+    from liif_jax import evaluate, report
+
+    fe = ml_collections.ConfigDict(fe)
+    source = datasets.make_source(fe.dataset.to_dict(), "final_eval.dataset")
+    results = evaluate.evaluate(model, jax.device_get(params), source, list(fe.scales), fe.protocol, progress=False)
+    report.write_json(workdir / "final_eval.json", results)
+    print(f"held-out evaluation ({fe.protocol} protocol, {len(source)} images, LIIF vs bicubic):")
+    print(report.format_table(report.aggregate(results)), flush=True)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
     """Trains (or resumes) the run in `workdir`; returns the last logged metrics."""
     workdir = pathlib.Path(workdir).resolve()
@@ -371,6 +390,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             if ckpt_now:
                 save(mngr, state, it, meta, None if last_val is None else {"val_psnr": last_val})
         mngr.wait_until_finished()
+        final_evaluation(config, model, state.params, workdir)
     finally:
         mngr.close()
         writer.close()
