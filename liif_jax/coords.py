@@ -9,10 +9,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def coord_affine(n: int, v0: float = -1.0, v1: float = 1.0) -> tuple[np.float32, np.float32]:
+    """(first, step) in float32 such that pixel i's centre is `first + step * i`, as the official code."""
+    r = (v1 - v0) / (2 * n)
+    return np.float32(v0 + r), np.float32(2 * r)
+
+
 def coord_seq(n: int, v0: float = -1.0, v1: float = 1.0) -> np.ndarray:
     """Centres of `n` equal cells covering [v0, v1], float32, as the official code rounds them."""
-    r = (v1 - v0) / (2 * n)
-    return np.float32(v0 + r) + np.float32(2 * r) * np.arange(n, dtype=np.float32)
+    first, step = coord_affine(n, v0, v1)
+    return first + step * np.arange(n, dtype=np.float32)
 
 
 def make_coord(shape: tuple[int, ...], flatten: bool = True) -> np.ndarray:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax.coords import coord_seq
+from liif_jax.coords import coord_affine
 from liif_jax.models import LIIF, MetaSR
 
 DEFAULT_BATCH_QUERIES = 30000  # the official demo's bsize
@@ -24,15 +24,25 @@ def encode(model: LIIF | MetaSR, params, inp: jax.Array) -> jax.Array:
     return model.encode(params, inp)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "out_hw", "n"))
-def query_chunk(model: LIIF | MetaSR, params, grid: jax.Array, start: jax.Array, out_hw: tuple[int, int], n: int):
-    """RGB in [-1, 1] of the `n` pixels from flat index `start` of an H x W output (B, n, 3)."""
-    h, w = out_hw
+@functools.partial(jax.jit, static_argnames=("model", "n"))
+def query_chunk(model: LIIF | MetaSR, params, grid: jax.Array, start: jax.Array, geometry: jax.Array, n: int):
+    """RGB in [-1, 1] of the `n` pixels from flat index `start` of an H x W output (B, n, 3).
+
+    `geometry` (see `output_geometry`) is data, not a static shape, so one compiled query serves
+    every output size.
+    """
+    (h, w), first, step, cell = geometry[0].astype(jnp.int32), geometry[1], geometry[2], geometry[3]
     idx = jnp.minimum(start + jnp.arange(n), h * w - 1)  # the last chunk repeats its final pixel
-    coord = jnp.stack([jnp.asarray(coord_seq(h))[idx // w], jnp.asarray(coord_seq(w))[idx % w]], axis=-1)
-    cell = jnp.broadcast_to(jnp.array([2 / h, 2 / w], jnp.float32), coord.shape)
+    rows_cols = jnp.stack([idx // w, idx % w], axis=-1).astype(jnp.float32)
+    coord = first + step * rows_cols
     b = grid.shape[0]
     return model.query(params, grid, jnp.broadcast_to(coord, (b, n, 2)), jnp.broadcast_to(cell, (b, n, 2)))
+
+
+def output_geometry(out_hw: tuple[int, int]) -> np.ndarray:
+    """(4, 2) float32: size, first pixel centre, centre spacing and cell of an H x W output."""
+    (fh, sh), (fw, sw) = coord_affine(out_hw[0]), coord_affine(out_hw[1])
+    return np.array([out_hw, [fh, fw], [sh, sw], [2 / out_hw[0], 2 / out_hw[1]]], np.float32)
 
 
 def render(
@@ -50,11 +60,12 @@ def render(
     if h <= 0 or w <= 0 or batch_queries <= 0:
         raise ValueError(f"output size {out_hw} and batch_queries {batch_queries} must be positive")
     grid = encode(model, params, jnp.asarray(inp, jnp.float32))
+    geometry = jnp.asarray(output_geometry((h, w)))
     total, n = h * w, min(batch_queries, h * w)
     out = np.empty((inp.shape[0], total, 3), np.float32)
     pending = None
     for start in range(0, total, n):
-        chunk = query_chunk(model, params, grid, jnp.int32(start), (h, w), n)
+        chunk = query_chunk(model, params, grid, jnp.int32(start), geometry, n)
         if pending is not None:  # copy the previous chunk while this one computes
             s, prev = pending
             out[:, s : s + n] = np.asarray(prev)[:, : total - s]
