@@ -142,11 +142,10 @@ def val_dataset(config: ml_collections.ConfigDict):
         return None
     spec = cfg.dataset.to_dict()
     args = dict(spec.get("args") or {})
-    first_k, repeat = args.pop("first_k", None), args.pop("repeat", 1)
-    args.pop("cache", None)
+    repeat = args.pop("repeat", 1)  # the validation set repeats its crops itself (same batches each pass)
     source = datasets.make_source({**spec, "args": args}, "data.val.dataset")
     wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.val.wrapper")
-    return data.make_val_dataset(source, cfg.batch_size, config.seed, wrapper, first_k, repeat)
+    return data.make_val_dataset(source, cfg.batch_size, config.seed, wrapper, first_k=None, repeat=repeat)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -442,3 +442,25 @@ def test_sample_images_are_real_photographs_with_a_fixed_split():
     assert val[0].shape == (300, 451, 3)
     with pytest.raises(ValueError, match="split"):
         data.sample_images("test")
+
+
+def test_bin_cache_is_decoded_once_and_shared_through_memory_maps(tmp_path):
+    root = tmp_path / "DIV2K_train_HR"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 256, (20, 24, 3), dtype=np.uint8) for _ in range(3)]
+    for i, img in enumerate(imgs):
+        Image.fromarray(img).save(root / f"{i:04d}.png")
+    src = data.ImageFolder(root, repeat=2, cache="bin")
+    bins = sorted((tmp_path / "_bin_DIV2K_train_HR").iterdir())
+    assert [p.name for p in bins] == ["0000.png.npy", "0001.png.npy", "0002.png.npy"]
+    assert isinstance(src[4], np.memmap)
+    np.testing.assert_array_equal(src[4], imgs[1])
+    (root / "0001.png").unlink()  # reads no longer touch the images: the cache serves them
+    np.testing.assert_array_equal(data.ImageFolder(root, cache="bin")[1], imgs[2])
+    np.testing.assert_array_equal(src[1], imgs[1])
+    other = tmp_path / "elsewhere"
+    data.ImageFolder(root, cache="bin", cache_dir=other)
+    assert len(list(other.iterdir())) == 2
+    with pytest.raises(ValueError, match="cache must be one of"):
+        data.ImageFolder(root, cache="disk")
