@@ -18,7 +18,6 @@ prefetching, or on where a run was interrupted.
 
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 import re
@@ -29,7 +28,7 @@ import grain
 import numpy as np
 
 from liif_jax.coords import make_cell, make_coord
-from liif_jax.imaging import ImageError, list_images, load_rgb, normalize, resize_bicubic, to_float01
+from liif_jax.imaging import ImageError, downsample, list_images, load_rgb, normalize, resize_bicubic, to_float01
 
 Element = Any
 Batch = dict[str, np.ndarray]
@@ -353,7 +352,7 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
 
     def random_map(self, img: np.ndarray, rng: np.random.Generator) -> Batch:
         s = rng.uniform(self.scale_min, self.scale_max)
-        lr, hr = self._whole(img, s) if self.inp_size is None else self._crop(img, s, rng)
+        lr, hr = downsample(img, s) if self.inp_size is None else self._crop(img, s, rng)
         if self.augment:
             lr, hr = _augment([lr, hr], rng)
         return _pixel_samples(lr, hr, self.sample_q, s, rng)
@@ -372,15 +371,6 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
         y0 = rng.integers(0, w - w_hr, endpoint=True)
         hr = img[x0 : x0 + w_hr, y0 : y0 + w_hr]
         return resize_bicubic(hr, (self.inp_size, self.inp_size)), hr
-
-    @staticmethod
-    def _whole(img: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
-        h_lr = math.floor(img.shape[0] / s + 1e-9)
-        w_lr = math.floor(img.shape[1] / s + 1e-9)
-        if min(h_lr, w_lr) < 1:
-            raise ImageError(f"image of {img.shape[0]}x{img.shape[1]} pixels is too small for scale {s}")
-        hr = img[: round(h_lr * s), : round(w_lr * s)]
-        return resize_bicubic(hr, (h_lr, w_lr)), hr
 
 
 class PairedRandomCrop(grain.transforms.RandomMap):

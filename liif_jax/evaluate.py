@@ -29,7 +29,7 @@ import numpy as np
 
 from liif_jax import data, metrics, report
 from liif_jax.checkpoints import load_model
-from liif_jax.imaging import ImageError, resize_bicubic, to_float01
+from liif_jax.imaging import ImageError, downsample, to_float01
 from liif_jax.models import LIIF, MetaSR
 from liif_jax.render import DEFAULT_BATCH_QUERIES, upscale
 
@@ -70,20 +70,6 @@ def check_scales(scales: Sequence[float], protocol: metrics.Protocol) -> None:
             metrics.shave_for(protocol, scale)
         except ValueError as err:
             raise ValueError(f"{err}; use --protocol plain for non-integer scales") from None
-
-
-def downsample(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """(LR, cropped HR) as the official `sr-implicit-downsampled` with `inp_size: None`.
-
-    The LR side is floor(H / s + 1e-9) (the epsilon keeps e.g. 90 / 3 from flooring to 29), the HR
-    image is cropped at the top left to round(h_lr * s), and the LR is PIL bicubic of that crop.
-    """
-    h_lr = math.floor(hr.shape[0] / scale + 1e-9)
-    w_lr = math.floor(hr.shape[1] / scale + 1e-9)
-    if min(h_lr, w_lr) < 1:
-        raise ImageError(f"image of {hr.shape[0]}x{hr.shape[1]} pixels is too small for scale {scale:g}")
-    crop = hr[: round(h_lr * scale), : round(w_lr * scale)]
-    return resize_bicubic(crop, (h_lr, w_lr)), crop
 
 
 def crop_paired(lr: np.ndarray, hr: np.ndarray, scale: float) -> np.ndarray:

@@ -9,6 +9,7 @@ value (checked in the tests), so resizing the uint8 image with PIL gives the sam
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 
@@ -81,3 +82,17 @@ def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
             "point it at the folder that directly contains the images"
         )
     return files
+
+
+def downsample(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, cropped HR) as the official `sr-implicit-downsampled` with `inp_size: None`.
+
+    The LR side is floor(H / s + 1e-9) (the epsilon keeps e.g. 90 / 3 from flooring to 29), the HR
+    image is cropped at the top left to round(h_lr * s), and the LR is PIL bicubic of that crop.
+    """
+    h_lr = math.floor(hr.shape[0] / scale + 1e-9)
+    w_lr = math.floor(hr.shape[1] / scale + 1e-9)
+    if min(h_lr, w_lr) < 1:
+        raise ImageError(f"image of {hr.shape[0]}x{hr.shape[1]} pixels is too small for scale {scale:g}")
+    crop = hr[: round(h_lr * scale), : round(w_lr * scale)]
+    return resize_bicubic(crop, (h_lr, w_lr)), crop

@@ -1,7 +1,6 @@
 """Official checkpoints load without PyTorch, safely, into the same model."""
 
 import collections
-import io
 import json
 import pickle
 import zipfile

@@ -14,7 +14,7 @@ from PIL import Image
 
 import reference
 import torchfile
-from liif_jax import data, evaluate, metrics, report
+from liif_jax import data, evaluate, imaging, metrics, report
 from liif_jax.checkpoints import save_model
 from liif_jax.imaging import ImageError, resize_bicubic, to_float01
 from liif_jax.models import build_model
@@ -80,7 +80,7 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 def test_div2k_x3_reproduces_official_lr_prediction_and_psnr(div2k_x3):
     model, params, arrs = div2k_x3
-    lr, hr = evaluate.downsample(arrs["hr_u8"], 3)
+    lr, hr = imaging.downsample(arrs["hr_u8"], 3)
     np.testing.assert_array_equal(lr, chw_u8(arrs["lr"]))
     out = evaluate.evaluate_one(model, params, arrs["hr_u8"], None, 3, "div2k")
     np.testing.assert_array_equal(out.lr, lr)
@@ -154,7 +154,7 @@ def test_cli_module_on_a_training_workdir(tmp_path, div2k_x3):
 def test_downsample_sizes_as_official(hw, scale, lr_hw, crop_hw):
     """floor(H / s + 1e-9) (33 / 1.1 is 29.999... in floating point) and a top-left crop to round(h_lr * s)."""
     hr = np.random.default_rng(0).integers(0, 256, (*hw, 3), dtype=np.uint8)
-    lr, crop = evaluate.downsample(hr, scale)
+    lr, crop = imaging.downsample(hr, scale)
     assert lr.shape[:2] == lr_hw and crop.shape[:2] == crop_hw
     np.testing.assert_array_equal(crop, hr[: crop_hw[0], : crop_hw[1]])
     np.testing.assert_array_equal(lr, resize_bicubic(crop, lr_hw))
