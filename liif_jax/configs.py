@@ -1,6 +1,7 @@
 """Building blocks of the experiment configs in `experiments/configs/` (configs as data).
 
-Field names follow the official YAML configs (`model`, `data.train.dataset/wrapper/batch_size`,
+Sequences are tuples, so that they can be overridden on the command line
+(`--config.optimizer.milestones='(100, 200)'`). Field names follow the official YAML configs (`model`, `data.train.dataset/wrapper/batch_size`,
 `optimizer`), so an official config translates line by line.
 """
 
@@ -19,7 +20,7 @@ def liif_spec(encoder: str = "edsr-baseline", encoder_args: dict[str, Any] | Non
         "name": "liif",
         "args": {
             "encoder_spec": {"name": encoder, "args": {"no_upsampling": True, **(encoder_args or {})}},
-            "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": list(hidden_list)}},
+            "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": tuple(hidden_list)}},
             "feat_unfold": feat_unfold,
             "local_ensemble": local_ensemble,
             "cell_decode": cell_decode,
@@ -44,7 +45,7 @@ def base_config(model: dict[str, Any], train_dataset: dict[str, Any], val_datase
     c.data.train = {"dataset": train_dataset, "wrapper": train_wrapper or downsampled(), "batch_size": batch_size}
     if val_dataset is not None:
         c.data.val = {"dataset": val_dataset, "wrapper": val_wrapper or downsampled(augment=False), "batch_size": batch_size}
-    c.optimizer = {"name": "adam", "lr": lr, "epochs": epochs, "milestones": list(milestones), "gamma": gamma}
+    c.optimizer = {"name": "adam", "lr": lr, "epochs": epochs, "milestones": tuple(milestones), "gamma": gamma}
     # Steps. num_steps None = optimizer.epochs epochs (epoch length is known once the data is).
     c.num_steps = config_dict.placeholder(int)
     c.log_every_steps = 100

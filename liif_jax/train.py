@@ -9,6 +9,7 @@ import sys
 
 from absl import app, flags
 from ml_collections import config_flags
+from ml_collections.config_flags import config_flags as config_flags_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and the resolved config", required=True)
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host TPU/GPU)")
@@ -39,7 +40,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
         print(f"error: unknown config key in the command line: {msg}", file=sys.stderr)
         sys.exit(2)
-    except flags.Error as e:
+    except (flags.Error, config_flags_lib.UnsupportedOperationError) as e:
         print(f"error: {e}\nPass --helpfull for the flags.", file=sys.stderr)
         sys.exit(2)
 

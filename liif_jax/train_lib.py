@@ -265,7 +265,7 @@ def check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> N
     saved = workdir / "config.json"
     if saved.exists():
         old = json.loads(saved.read_text())
-        if old.get("model") != config.model.to_dict():
+        if old.get("model") != json.loads(json.dumps(config.model.to_dict())):  # tuples as JSON lists
             raise TrainingError(
                 f"{workdir} holds a run of another model:\n  saved:   {json.dumps(old.get('model'))}\n"
                 f"  current: {json.dumps(config.model.to_dict())}\nUse a new --workdir, or the same config to resume."

@@ -135,7 +135,7 @@ TINY_FLAGS = [
     "--config.data.train.wrapper.args.inp_size=16", "--config.data.train.wrapper.args.sample_q=64",
     "--config.data.val.wrapper.args.inp_size=16", "--config.data.val.wrapper.args.sample_q=64",
     "--config.num_steps=24", "--config.log_every_steps=2", "--config.checkpoint_every_steps=4",
-    "--config.eval_every_steps=1000",
+    "--config.eval_every_steps=1000", "--config.optimizer.milestones=(8, 16)",
 ]
 
 
@@ -162,7 +162,7 @@ def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
 def test_a_workdir_of_another_model_is_refused(tmp_path):
     train_lib.train_and_evaluate(tiny_config(num_steps=2), tmp_path)
     with pytest.raises(train_lib.TrainingError, match="holds a run of another model"):
-        train_lib.train_and_evaluate(tiny_config(**{"num_steps": 2, "model.args.imnet_spec.args.hidden_list": [32]}), tmp_path)
+        train_lib.train_and_evaluate(tiny_config(**{"num_steps": 2, "model.args.imnet_spec.args.hidden_list": (32,)}), tmp_path)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
