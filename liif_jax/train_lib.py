@@ -289,14 +289,15 @@ def final_evaluation(config: ml_collections.ConfigDict, model: LIIF | MetaSR, pa
     """The paper's protocol (LIIF vs bicubic per scale) on held-out images, if the config asks.
 
     Prints the table and writes `final_eval.json`; `config.final_eval` holds `dataset` (a source
-    spec), `scales` and `protocol`.
+    spec), `scales` (empty: skipped) and `protocol`.
     """
-    fe = config.get("final_eval")
-    if fe is None or jax.process_index() != 0:
+    fe = config.final_eval
+    if not fe.scales or jax.process_index() != 0:
         return
+    if not fe.dataset:
+        raise ValueError("final_eval.scales is set but final_eval.dataset is not")
     from liif_jax import evaluate, report
 
-    fe = ml_collections.ConfigDict(fe)
     source = datasets.make_source(fe.dataset.to_dict(), "final_eval.dataset")
     results = evaluate.evaluate(model, jax.device_get(params), source, list(fe.scales), fe.protocol, progress=False)
     report.write_json(workdir / "final_eval.json", results)

@@ -135,7 +135,7 @@ TINY_FLAGS = [
     "--config.data.train.wrapper.args.inp_size=16", "--config.data.train.wrapper.args.sample_q=64",
     "--config.data.val.wrapper.args.inp_size=16", "--config.data.val.wrapper.args.sample_q=64",
     "--config.num_steps=24", "--config.log_every_steps=2", "--config.checkpoint_every_steps=4",
-    "--config.eval_every_steps=1000", "--config.optimizer.milestones=(8, 16)",
+    "--config.eval_every_steps=1000", "--config.optimizer.milestones=(8, 16)", "--config.final_eval.scales=(2,)",
 ]
 
 

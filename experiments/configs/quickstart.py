@@ -22,5 +22,6 @@ def get_config():
     c.checkpoint_every_steps = 250
     c.num_workers = 0
     # At the end: LIIF vs bicubic on the held-out photographs, with the paper's DIV2K protocol.
-    c.final_eval = {"dataset": val, "scales": [2, 3, 4, 6, 12], "protocol": "div2k"}
+    c.final_eval.dataset = val
+    c.final_eval.scales = (2, 3, 4, 6, 12)
     return c
