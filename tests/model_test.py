@@ -104,3 +104,14 @@ def test_metasr_renders_any_scale():
     out = jax.jit(model.apply)(params, jnp.ones((2, 8, 8, 3)) * 0.1, coord, cell)
     assert out.shape == (2, 50, 3) and bool(jnp.all(jnp.isfinite(out)))
     assert params["imnet"]["layers_2"]["kernel"].shape == (256, 8 * 9 * 3)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_stays_close():
+    _, params, ref = reference.load("edsr_baseline_liif")
+    model = build_model(reference.manifest()["edsr_baseline_liif"]["model_spec"], jnp.bfloat16)
+    out = model.apply(params, jnp.asarray(reference.nhwc(ref["inp"])), ref["coord"], ref["cell"])
+    assert out.dtype == jnp.float32
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+    err = np.abs(np.asarray(out) - ref["out"])
+    assert err.max() < 0.05 and err.mean() < 0.01  # bf16 has 8 mantissa bits
+    assert err.max() > 1e-6  # and the computation really ran in bf16
