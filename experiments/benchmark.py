@@ -10,10 +10,9 @@ Times, for each compute dtype:
   only), the grain pipeline alone (samples/s), and the two together (end to end: the real grain
   pipeline with `num_workers` worker processes over synthetic DIV2K-size uint8 images held in
   memory, batch 16, 48 px inputs, 2304 queries), after warm-up;
-* rendering with `render.upscale` (encode once, query in chunks, [0, 1] image on the host):
+* rendering with `render.upscale` (encode once, query in chunks, [0, 1] clamped on the device):
   x4 339x510 -> 1356x2040 (EDSR-baseline and RDN), x30 128x128 -> 3840x3840 and
-  x2 3840x2160 -> 7680x4320 (EDSR-baseline), mean time per render after one warm-up render;
-  `render.render` alone (the [-1, 1] prediction, without upscale's host-side clamp) is timed too.
+  x2 3840x2160 -> 7680x4320 (EDSR-baseline), mean time per render after one warm-up render.
 
 float32 runs under `jax.default_matmul_precision('tensorfloat32')` (TF32 matmuls and convolutions
 on GPU; no effect on CPU), bfloat16 builds the model with `build_model(spec, jnp.bfloat16)` (bf16
@@ -367,14 +366,11 @@ def render_case(name: str, model: LIIF, session: Session) -> Result:
     params = jax.device_put(random_params(model, sizes.inp_size))
     img = np.random.default_rng(0).random((*in_hw, 3), dtype=np.float32)
     upscale = lambda: render.upscale(model, params, img, out_hw, sizes.batch_queries)
-    inp = (img[None] - 0.5) / 0.5
-    raw = lambda: render.render(model, params, inp, out_hw, sizes.batch_queries)
 
     compile_mark = monitor.mark()
     first = seconds(upscale)
     after_first = monitor.mark()
     times = [seconds(upscale) for _ in range(sizes.render_repeats)]
-    raw_times = [seconds(raw) for _ in range(sizes.render_repeats)]
     ms = 1e3 * float(np.mean(times))
     return {
         "model": MODEL_NAMES[model.spec["args"]["encoder_spec"]["name"]],
@@ -387,7 +383,6 @@ def render_case(name: str, model: LIIF, session: Session) -> Result:
         "first_call_s": first,
         "ms": ms,
         "ms_min": 1e3 * min(times),
-        "render_only_ms": 1e3 * float(np.mean(raw_times)),  # render.render: [-1, 1] output, no host clamp
         "repeats": sizes.render_repeats,
         "megapixels_per_s": out_hw[0] * out_hw[1] / 1e3 / ms,
         "compiles_after_first_call": monitor.count - after_first[1],
@@ -462,8 +457,7 @@ def describe(case: str, dtype: str, r: Result) -> str:
         return (f"{head} compile {r['compile_s']:.1f} s; model only {r['model_only']['ms_per_step']:.2f} ms/step; "
                 f"pipeline {p['samples_per_s']:.0f} samples/s ({workers(p['num_workers'])}); end to end "
                 f"{e['ms_per_step']:.2f} ms/step ({e['steps_per_s']:.1f} steps/s){mem}")
-    return (f"{head} compile {r['compile_s']:.1f} s; {r['ms']:.1f} ms per upscale ({r['megapixels_per_s']:.3g} Mpx/s), "
-            f"{r['render_only_ms']:.1f} ms for render.render alone{mem}")
+    return f"{head} compile {r['compile_s']:.1f} s; {r['ms']:.1f} ms per upscale ({r['megapixels_per_s']:.3g} Mpx/s){mem}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -611,20 +605,19 @@ def details(report: Result) -> list[str]:
     """Compile times, recompilations, the data pipeline and memory of every case."""
     lines = [
         "| Case | dtype | XLA compile (s) | First call (s) | Compilations after the first call | Pipeline alone "
-        "| `render.render` alone | Peak memory |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Peak memory |",
+        "|---|---|---|---|---|---|---|",
     ]
     for dtype, cases in report["dtypes"].items():
         for case, r in cases.items():
             if "error" in r:
-                lines.append(f"| {case} | {dtype} | failed: {r['error']} | | | | | |")
+                lines.append(f"| {case} | {dtype} | failed: {r['error']} | | | | |")
                 continue
             p = r.get("pipeline")
             pipe = f"{p['samples_per_s']:.0f} samples/s, {workers(p['num_workers'])}" if p else "-"
-            raw = f"{r['render_only_ms']:.1f} ms" if "render_only_ms" in r else "-"
             mem = f"{r['peak_bytes'] / 1e9:.2f} GB" if r.get("peak_bytes") else "n/a"
             lines.append(f"| {case} | {dtype} | {r['compile_s']:.1f} | {r['first_call_s']:.1f} | "
-                         f"{r['compiles_after_first_call']} | {pipe} | {raw} | {mem} |")
+                         f"{r['compiles_after_first_call']} | {pipe} | {mem} |")
     return lines
 
 

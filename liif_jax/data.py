@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import grain
 import numpy as np
 
-from liif_jax.coords import make_cell, make_coord
+from liif_jax.coords import coord_seq, make_cell, make_coord
 from liif_jax.imaging import ImageError, downsample, list_images, load_rgb, normalize, resize_bicubic, to_float01
 
 Element = Any
@@ -273,15 +273,21 @@ class TfdsSource:
         return f"{self.name}[{self.split}][{index}]"
 
 
-def sample_images(split: str) -> ArraySource:
-    """The photographs shipped inside scikit-image, decoded in memory; 'train' (6) or 'val' (2)."""
+def sample_images(split: str, repeat: int = 1) -> ArraySource:
+    """The photographs shipped inside scikit-image, decoded in memory; 'train' (6) or 'val' (2).
+
+    `repeat` lengthens the source as the official `repeat` does (the images are not copied): an
+    epoch of a few images is otherwise dominated by grain's per-epoch shuffle set-up.
+    """
     import skimage.data  # Only to locate the package folder; its fetchers are never called.
 
     names = {"train": SAMPLE_IMAGES[:-_NUM_SAMPLE_VAL], "val": SAMPLE_IMAGES[-_NUM_SAMPLE_VAL:]}
     if split not in names:
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     folder = pathlib.Path(os.path.dirname(skimage.data.__file__))
-    return ArraySource([load_rgb(folder / n) for n in names[split]], names[split])
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    return ArraySource([load_rgb(folder / n) for n in names[split]] * repeat, list(names[split]) * repeat)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,13 +311,16 @@ def _pixel_samples(
 ) -> Batch:
     """The official `to_pixel_samples` + query sampling without replacement + cells, normalised."""
     h, w = hr.shape[:2]
-    coord = make_coord((h, w))
     rgb = hr.reshape(-1, 3)
-    if sample_q is not None:
+    if sample_q is None:
+        coord = make_coord((h, w))
+    else:
         if sample_q > h * w:
             raise ImageError(f"cannot sample {sample_q} query pixels from a {h}x{w} HR image; lower sample_q")
         idx = rng.choice(h * w, sample_q, replace=False)
-        coord, rgb = coord[idx], rgb[idx]
+        # make_coord's values at the sampled pixels only, without the whole grid
+        coord = np.stack([coord_seq(h)[idx // w], coord_seq(w)[idx % w]], axis=-1)
+        rgb = rgb[idx]
     return {
         "inp": normalize(to_float01(lr)),
         "coord": coord,

@@ -18,7 +18,7 @@ SOURCES: dict[str, Callable[..., data.DataSource]] = {
         root_path_1, root_path_2, first_k=first_k, repeat=repeat, cache=bool(cache)
     ),
     "tfds": lambda name, data_dir, split, hr_key="hr", lr_key=None: data.TfdsSource(name, data_dir, split, hr_key, lr_key),
-    "samples": lambda split: data.sample_images(split),
+    "samples": lambda split, repeat=1: data.sample_images(split, repeat),
 }
 
 WRAPPERS: dict[str, Callable[..., Any]] = {

@@ -24,10 +24,12 @@ def encode(model: LIIF | MetaSR, params, inp: jax.Array) -> jax.Array:
     return model.encode(params, inp)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "n"))
-def query_chunk(model: LIIF | MetaSR, params, grid: jax.Array, start: jax.Array, geometry: jax.Array, n: int):
-    """RGB in [-1, 1] of the `n` pixels from flat index `start` of an H x W output (B, n, 3).
+@functools.partial(jax.jit, static_argnames=("model", "n", "unit_range"))
+def query_chunk(model: LIIF | MetaSR, params, grid: jax.Array, start: jax.Array, geometry: jax.Array, n: int,
+                unit_range: bool = False):
+    """RGB of the `n` pixels from flat index `start` of an H x W output (B, n, 3).
 
+    In [-1, 1], or mapped to [0, 1] and clamped with `unit_range` (on the device, not the host).
     `geometry` (see `output_geometry`) is data, not a static shape, so one compiled query serves
     every output size.
     """
@@ -36,7 +38,8 @@ def query_chunk(model: LIIF | MetaSR, params, grid: jax.Array, start: jax.Array,
     rows_cols = jnp.stack([idx // w, idx % w], axis=-1).astype(jnp.float32)
     coord = first + step * rows_cols
     b = grid.shape[0]
-    return model.query(params, grid, jnp.broadcast_to(coord, (b, n, 2)), jnp.broadcast_to(cell, (b, n, 2)))
+    rgb = model.query(params, grid, jnp.broadcast_to(coord, (b, n, 2)), jnp.broadcast_to(cell, (b, n, 2)))
+    return jnp.clip(rgb * 0.5 + 0.5, 0, 1) if unit_range else rgb
 
 
 def output_geometry(out_hw: tuple[int, int]) -> np.ndarray:
@@ -51,10 +54,12 @@ def render(
     inp: np.ndarray,
     out_hw: tuple[int, int],
     batch_queries: int = DEFAULT_BATCH_QUERIES,
+    unit_range: bool = False,
 ) -> np.ndarray:
-    """Prediction in [-1, 1] at every pixel centre of an H x W grid: (B, H, W, 3) float32.
+    """Prediction at every pixel centre of an H x W grid: (B, H, W, 3) float32.
 
-    `inp` is a batch of images normalised to [-1, 1] (B, h, w, 3).
+    `inp` is a batch of images normalised to [-1, 1] (B, h, w, 3). The output is in [-1, 1], or
+    in [0, 1] and clamped with `unit_range`.
     """
     h, w = out_hw
     if h <= 0 or w <= 0 or batch_queries <= 0:
@@ -65,7 +70,7 @@ def render(
     out = np.empty((inp.shape[0], total, 3), np.float32)
     pending = None
     for start in range(0, total, n):
-        chunk = query_chunk(model, params, grid, jnp.int32(start), geometry, n)
+        chunk = query_chunk(model, params, grid, jnp.int32(start), geometry, n, unit_range)
         if pending is not None:  # copy the previous chunk while this one computes
             s, prev = pending
             out[:, s : s + n] = np.asarray(prev)[:, : total - s]
@@ -78,5 +83,4 @@ def render(
 def upscale(model: LIIF | MetaSR, params, img01: np.ndarray, out_hw: tuple[int, int], batch_queries: int = DEFAULT_BATCH_QUERIES) -> np.ndarray:
     """One image in [0, 1] (h, w, 3) -> the model's rendering in [0, 1] (H, W, 3), clamped."""
     inp = (np.asarray(img01, np.float32)[None] - 0.5) / 0.5
-    pred = render(model, params, inp, out_hw, batch_queries)[0]
-    return np.clip(pred * 0.5 + 0.5, 0, 1)
+    return render(model, params, inp, out_hw, batch_queries, unit_range=True)[0]

@@ -63,7 +63,7 @@ def test_every_case_ran_for_both_dtypes(small_run, dtype):
             assert all(positive(r[m]["ms_per_step"]) for m in ("model_only", "end_to_end")), name
             assert positive(r["pipeline"]["samples_per_s"]) and r["pipeline"]["num_workers"] == 1
         else:
-            assert positive(r["ms"]) and positive(r["render_only_ms"]) and r["repeats"] == 2, name
+            assert positive(r["ms"]) and r["repeats"] == 2, name
     assert cases["train_rdn"]["spec"]["args"]["encoder_spec"]["name"] == "rdn"
 
 

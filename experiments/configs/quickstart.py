@@ -10,12 +10,12 @@ from liif_jax.configs import base_config, downsampled, liif_spec
 
 def get_config():
     model = liif_spec("edsr-baseline", {"n_resblocks": 4, "n_feats": 32}, hidden_list=(128, 128))
-    train = {"name": "samples", "args": {"split": "train"}}
+    train = {"name": "samples", "args": {"split": "train", "repeat": 100}}  # an epoch: 600 crops, 75 steps
     val = {"name": "samples", "args": {"split": "val"}}
     val_crops = {"name": "samples", "args": {"split": "val", "repeat": 16}}  # 2 photos x 16 random crops
     c = base_config(model, train, val_crops, train_wrapper=downsampled(inp_size=32, sample_q=1024),
                     val_wrapper=downsampled(inp_size=32, sample_q=1024, augment=False), batch_size=8,
-                    epochs=1000, milestones=(700,), lr=4e-4)  # 1 step = 1 epoch here
+                    epochs=14, milestones=(9,), lr=4e-4)  # lr halved after step 675
     c.num_steps = 1000  # ~5 minutes on 2 CPU cores; reaches bicubic on the held-out photos
     c.log_every_steps = 50
     c.eval_every_steps = 250
