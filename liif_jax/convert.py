@@ -1,4 +1,4 @@
-"""Official LIIF state dicts -> liif_jax params, and `python -m liif_jax.convert IN.pth OUT_DIR`.
+"""Official LIIF state dicts -> liif_jax params, and `python -m liif_jax.convert IN OUT_DIR`.
 
 One rule maps every name: split the official name at dots, join each numeric index to the name
 before it, and rename `weight` to `kernel` (transposed from OIHW to HWIO, or (out, in) to (in, out)).
@@ -122,15 +122,17 @@ def load_official(path: str | os.PathLike, dtype=None) -> tuple[LIIF | MetaSR, A
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m liif_jax.convert",
-        description="Convert an official LIIF .pth checkpoint to a liif_jax orbax checkpoint.",
+        description="Write a params-only liif_jax orbax checkpoint from an official LIIF .pth, "
+        "or from a training workdir / checkpoint (dropping optimizer and data state, e.g. to ship a model).",
     )
-    parser.add_argument("input", help="official checkpoint (.pth) saved by train_liif.py")
+    parser.add_argument("input", help="official checkpoint (.pth), training workdir, or liif_jax checkpoint directory")
     parser.add_argument("output", help="directory for the orbax checkpoint (must not exist or be empty)")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step of a workdir (default: latest)")
     args = parser.parse_args(argv)
-    from liif_jax.checkpoints import save_model
+    from liif_jax.checkpoints import load_model, save_model
 
     try:
-        model, params = load_official(args.input)
+        model, params = load_model(args.input, args.step)
         path = save_model(args.output, model.spec, params)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 import collections
 import json
+import pathlib
 import pickle
 import zipfile
 
@@ -152,3 +153,21 @@ def test_save_model_round_trip_with_another_spec(tmp_path):
     model2, params2 = load_model(tmp_path / "m")
     assert model2.spec == model.spec
     jax.tree.map(np.testing.assert_array_equal, params2, params)
+
+
+def test_convert_cli_exports_params_only_from_a_training_workdir(tmp_path):
+    """What ships a trained model: params and spec, no optimizer or data-iterator state."""
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from train_test import tiny_config
+
+    from liif_jax import train_lib
+
+    train_lib.train_and_evaluate(tiny_config(num_steps=4), tmp_path / "run")
+    assert convert.main([str(tmp_path / "run"), str(tmp_path / "export"), "--step", "4"]) == 0
+    assert sorted(p.name for p in (tmp_path / "export" / "0").iterdir() if p.is_dir()) == ["meta", "params"]
+    m1, p1 = load_model(tmp_path / "run")
+    m2, p2 = load_model(tmp_path / "export")
+    assert m2.spec == m1.spec
+    jax.tree.map(np.testing.assert_array_equal, p2, p1)
