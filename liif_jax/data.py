@@ -18,6 +18,7 @@ prefetching, or on where a run was interrupted.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -114,8 +115,26 @@ def _bin_cache(files: Sequence[pathlib.Path], folder: pathlib.Path) -> list[path
     return paths
 
 
+def _split_files(root: str | os.PathLike, split_file: str | os.PathLike, split_key: str | None) -> list[pathlib.Path]:
+    """The official split file: JSON mapping split names to lists of file names in `root`."""
+    try:
+        splits = json.loads(pathlib.Path(split_file).read_text())
+    except (OSError, ValueError) as err:
+        raise ImageError(f"cannot read split file {os.fspath(split_file)!r}: {err}") from err
+    if split_key not in splits:
+        raise ImageError(f"split file {os.fspath(split_file)!r} has no split {split_key!r}; it has {sorted(splits)}")
+    files = [pathlib.Path(root) / name for name in splits[split_key]]
+    missing = [os.fspath(f) for f in files if not f.is_file()]
+    if missing:
+        raise ImageError(f"split {split_key!r} of {os.fspath(split_file)!r} names missing files: {missing[:5]}")
+    return files
+
+
 class ImageFolder:
     """The official `image-folder`: sorted images of one folder (e.g. `DIV2K_train_HR`).
+
+    With `split_file` (JSON {split_key: [file names]}, as the official CelebA-HQ configs) the
+    files are that split's, in its order.
 
     `repeat` makes the source `repeat` times longer (index i reads file i % n), as the official
     config does to lengthen an epoch. `cache`:
@@ -133,13 +152,16 @@ class ImageFolder:
         repeat: int = 1,
         cache: CacheMode = False,
         cache_dir: str | os.PathLike | None = None,
+        split_file: str | os.PathLike | None = None,
+        split_key: str | None = None,
     ):
         if repeat < 1 or (first_k is not None and first_k < 1):
             raise ValueError(f"repeat and first_k must be >= 1, got repeat={repeat}, first_k={first_k}")
         modes = {False: "none", "none": "none", True: "in_memory", "in_memory": "in_memory", "bin": "bin"}
         if cache not in modes:
             raise ValueError(f"cache must be one of none, in_memory, bin (or a bool), got {cache!r}")
-        self.files = list_images(root)[:first_k]
+        files = list_images(root) if split_file is None else _split_files(root, split_file, split_key)
+        self.files = files[:first_k]
         self.repeat = repeat
         self.cache = modes[cache]
         self._images = [load_rgb(f) for f in self.files] if self.cache == "in_memory" else None

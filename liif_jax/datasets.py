@@ -11,8 +11,8 @@ from typing import Any, Callable, Mapping
 from liif_jax import data
 
 SOURCES: dict[str, Callable[..., data.DataSource]] = {
-    "image-folder": lambda root_path, first_k=None, repeat=1, cache=False, cache_dir=None: data.ImageFolder(
-        root_path, first_k=first_k, repeat=repeat, cache=cache, cache_dir=cache_dir
+    "image-folder": lambda root_path, first_k=None, repeat=1, cache=False, cache_dir=None, split_file=None, split_key=None: data.ImageFolder(
+        root_path, first_k, repeat, cache, cache_dir, split_file, split_key
     ),
     "paired-image-folders": lambda root_path_1, root_path_2, first_k=None, repeat=1, cache=False: data.PairedImageFolders(
         root_path_1, root_path_2, first_k=first_k, repeat=repeat, cache=bool(cache)

@@ -464,3 +464,20 @@ def test_bin_cache_is_decoded_once_and_shared_through_memory_maps(tmp_path):
     assert len(list(other.iterdir())) == 2
     with pytest.raises(ValueError, match="cache must be one of"):
         data.ImageFolder(root, cache="disk")
+
+
+def test_split_file_selects_the_named_files_in_order(tmp_path):
+    import json
+
+    root = tmp_path / "faces"
+    root.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(root / f"{i}.png")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["3.png", "1.png"], "val": ["0.png"], "bad": ["9.png"]}))
+    src = data.ImageFolder(root, split_file=split, split_key="train")
+    assert [int(src[i][0, 0, 0]) for i in range(len(src))] == [3, 1]
+    with pytest.raises(ImageError, match="no split 'test'"):
+        data.ImageFolder(root, split_file=split, split_key="test")
+    with pytest.raises(ImageError, match="missing files"):
+        data.ImageFolder(root, split_file=split, split_key="bad")

@@ -1,0 +1,60 @@
+"""Every experiment config loads, builds its model, and names the official recipe's fields."""
+
+import importlib.util
+import json
+import pathlib
+
+import jax
+import pytest
+
+from liif_jax import datasets
+from liif_jax.models import build_model
+
+CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.py"))
+
+
+def load(path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def test_there_is_a_config_per_official_run():
+    names = {p.stem for p in CONFIGS}
+    assert {"edsr-baseline-liif", "rdn-liif", "edsr-baseline-liif-c", "edsr-baseline-liif-u", "edsr-baseline-liif-e",
+            "edsr-baseline-liif-d", "edsr-baseline-liif-x2", "edsr-baseline-liif-x3", "edsr-baseline-liif-x4",
+            "edsr-baseline-metasr", "celebAHQ-32-256-liif", "celebAHQ-64-128-liif", "quickstart"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_builds_its_model_and_data_specs(path):
+    c = load(path)
+    for key in ("num_steps", "checkpoint_every_steps", "log_every_steps", "eval_every_steps", "seed"):
+        assert key in c
+    model = build_model(c.model.to_dict())
+    assert jax.eval_shape(model.init, jax.random.key(0))["imnet"]
+    datasets.make_wrapper(c.data.train.wrapper.to_dict())
+    assert c.data.train.dataset.name in datasets.SOURCES
+    json.dumps(c.to_dict())  # what the workdir's config.json holds
+
+
+def test_ablation_configs_differ_from_the_base_in_one_switch():
+    base = {p.stem: load(p) for p in CONFIGS}
+    args = lambda n: base[n].model.args
+    assert args("edsr-baseline-liif-c").cell_decode is False and args("edsr-baseline-liif").cell_decode is True
+    assert args("edsr-baseline-liif-u").feat_unfold is False
+    assert args("edsr-baseline-liif-e").local_ensemble is False
+    assert tuple(args("edsr-baseline-liif-d").imnet_spec.args.hidden_list) == (256, 256)
+    assert base["edsr-baseline-liif-x3"].data.train.wrapper.args.scale_max == 3
+    assert base["edsr-baseline-liif"].optimizer.milestones == (200, 400, 600, 800)
+
+
+def test_mate_nature_split_holds_out_the_last_three_photos(shared_data_dir):
+    c = load(next(p for p in CONFIGS if p.stem == "mate-nature-edsr-baseline-liif"))
+    spec = c.data.train.dataset.to_dict()
+    spec["args"] = {**spec["args"], "cache": False}
+    train = datasets.make_source(spec)
+    held = datasets.make_source(c.final_eval.dataset.to_dict())
+    assert len(train) == 9 * 200 and [f.name for f in held.files] == ["TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg"]
+    assert not {f.name for f in train.files} & {f.name for f in held.files}
