@@ -171,3 +171,18 @@ def test_convert_cli_exports_params_only_from_a_training_workdir(tmp_path):
     m2, p2 = load_model(tmp_path / "export")
     assert m2.spec == m1.spec
     jax.tree.map(np.testing.assert_array_equal, p2, p1)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_checkpoints_load_as_their_exact_values(dtype, tmp_path):
+    import ml_dtypes
+
+    np_dtype = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+    _, _, ref = reference.load("rdn_liif_small")
+    spec = reference.manifest()["rdn_liif_small"]["model_spec"]
+    sd = collections.OrderedDict((k, v.astype(np_dtype)) for k, v in reference.state_dict(ref).items())
+    torchfile.save(tmp_path / "half.pth", {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}})
+    _, params = load_model(tmp_path / "half.pth")
+    back = convert.state_dict_from_params(params)
+    for k, v in sd.items():
+        np.testing.assert_array_equal(back[k], v.astype(np.float32))

@@ -25,15 +25,28 @@ def _rebuild_tensor_v2(*args):  # stands in for torch._utils._rebuild_tensor_v2 
     raise AssertionError("only pickled, never called")
 
 
-class FloatStorage:  # stands in for torch.FloatStorage while pickling
+class FloatStorage:  # stand in for torch's storage types while pickling
     pass
+
+
+class HalfStorage:
+    pass
+
+
+class BFloat16Storage:
+    pass
+
+
+_STORAGES = {"float32": FloatStorage, "float16": HalfStorage, "bfloat16": BFloat16Storage}
 
 
 @contextlib.contextmanager
 def _fake_torch():
     torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
-    torch.FloatStorage, utils._rebuild_tensor_v2 = FloatStorage, _rebuild_tensor_v2
-    FloatStorage.__module__, _rebuild_tensor_v2.__module__ = "torch", "torch._utils"
+    utils._rebuild_tensor_v2, _rebuild_tensor_v2.__module__ = _rebuild_tensor_v2, "torch._utils"
+    for cls in _STORAGES.values():
+        setattr(torch, cls.__name__, cls)
+        cls.__module__ = "torch"
     saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
     sys.modules.update({"torch": torch, "torch._utils": utils})
     try:
@@ -60,13 +73,13 @@ class _Tensor:
 class _Pickler(pickle.Pickler):
     def persistent_id(self, obj):
         if isinstance(obj, _Storage):
-            return ("storage", FloatStorage, obj.key, "cpu", obj.array.size)
+            return ("storage", _STORAGES[obj.array.dtype.name], obj.key, "cpu", obj.array.size)
         return None
 
 
 def _wrap(obj, storages: list[_Storage]):
     if isinstance(obj, np.ndarray):
-        st = _Storage(str(len(storages)), np.ascontiguousarray(obj, np.float32))
+        st = _Storage(str(len(storages)), np.ascontiguousarray(obj))
         storages.append(st)
         return _Tensor(st, obj.shape)
     if isinstance(obj, dict):
@@ -77,7 +90,7 @@ def _wrap(obj, storages: list[_Storage]):
 
 
 def save(path, obj, name: str = "archive") -> None:
-    """`torch.save(obj, path)` for objects of dicts, lists, numbers and float32 arrays."""
+    """`torch.save(obj, path)` for objects of dicts, lists, numbers and float32/16, bfloat16 arrays."""
     storages: list[_Storage] = []
     wrapped = _wrap(obj, storages)
     buf = io.BytesIO()
