@@ -5,6 +5,7 @@ Started again on the same DIR, it resumes from the last checkpoint, data iterato
 
 from __future__ import annotations
 
+import pathlib
 import sys
 
 from absl import app, flags
@@ -13,7 +14,8 @@ from ml_collections.config_flags import config_flags as config_flags_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and the resolved config", required=True)
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host TPU/GPU)")
-config_flags.DEFINE_config_file("config", "experiments/configs/quickstart.py", "experiment config file", lock_config=True)
+_QUICKSTART = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "quickstart.py"
+config_flags.DEFINE_config_file("config", str(_QUICKSTART), "experiment config file (default: the quickstart)", lock_config=True)
 
 
 def main(argv: list[str]) -> None:
