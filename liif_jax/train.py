@@ -8,7 +8,7 @@ from __future__ import annotations
 import pathlib
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as config_flags_lib
 
@@ -21,6 +21,8 @@ config_flags.DEFINE_config_file("config", str(_QUICKSTART), "experiment config f
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:  # progress lines only; orbax/grain INFO logs with --verbosity=0
+        logging.set_verbosity(logging.WARNING)
     import jax
 
     if _DISTRIBUTED.value:
