@@ -69,3 +69,14 @@ def div2k_config(model: dict[str, Any], root: str = "load/div2k", **kw) -> ml_co
     train = {"name": "image-folder", "args": {"root_path": f"{root}/DIV2K_train_HR", "repeat": 20, "cache": "bin"}}
     val = {"name": "image-folder", "args": {"root_path": f"{root}/DIV2K_valid_HR", "first_k": 10, "repeat": 160, "cache": True}}
     return base_config(model, train, val, **kw)
+
+
+def celebahq_config(inp_size: int, hr_size: int, sample_q: int) -> ml_collections.ConfigDict:
+    """CelebA-HQ (paper Table 4): faces at `load/celebAHQ/<hr_size>` with the official split file,
+    inp_size-pixel inputs at scales up to hr_size / inp_size; 200 epochs, lr / 10 at epoch 100."""
+    root, split = f"load/celebAHQ/{hr_size}", {"split_file": "load/celebAHQ/split.json"}
+    train = {"name": "image-folder", "args": {"root_path": root, **split, "split_key": "train", "cache": "bin"}}
+    val = {"name": "image-folder", "args": {"root_path": root, **split, "split_key": "val", "first_k": 100, "cache": True}}
+    wrapper = dict(inp_size=inp_size, scale_min=1.0, scale_max=hr_size / inp_size, sample_q=sample_q)
+    return base_config(liif_spec("edsr-baseline"), train, val, downsampled(**wrapper), downsampled(**wrapper, augment=False),
+                       epochs=200, milestones=(100,), gamma=0.1)

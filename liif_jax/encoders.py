@@ -7,6 +7,7 @@ mechanical rule (see `liif_jax.convert`). Inputs and outputs are NHWC.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -29,6 +30,16 @@ class ResBlock(nn.Module):
         return res * self.res_scale + x
 
 
+def residual_trunk(x, blocks: list[Callable[..., nn.Module]], n_feats: int, n_colors: int, dtype: Dtype):
+    """EDSR/RCAN shape: head conv, residual blocks `body_i`, a last conv, plus the head's output."""
+    x = conv(n_feats, 3, n_colors, "head_0", dtype)(x)
+    res = x
+    for i, block in enumerate(blocks):
+        res = block(name=f"body_{i}")(res)
+    res = conv(n_feats, 3, n_feats, f"body_{len(blocks)}", dtype)(res)
+    return res + x
+
+
 class EDSR(nn.Module):
     """EDSR (Lim et al. 2017) without the upsampling tail; mean shift unused as in LIIF."""
 
@@ -44,12 +55,8 @@ class EDSR(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = conv(self.n_feats, 3, self.n_colors, "head_0", self.dtype)(x)
-        res = x
-        for i in range(self.n_resblocks):
-            res = ResBlock(self.n_feats, self.res_scale, self.dtype, name=f"body_{i}")(res)
-        res = conv(self.n_feats, 3, self.n_feats, f"body_{self.n_resblocks}", self.dtype)(res)
-        return res + x
+        block = functools.partial(ResBlock, self.n_feats, self.res_scale, self.dtype)
+        return residual_trunk(x, [block] * self.n_resblocks, self.n_feats, self.n_colors, self.dtype)
 
 
 class RDBConv(nn.Module):
@@ -175,12 +182,8 @@ class RCAN(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = conv(self.n_feats, 3, self.n_colors, "head_0", self.dtype)(x)
-        res = x
-        for g in range(self.n_resgroups):
-            res = ResidualGroup(self.n_feats, self.reduction, self.n_resblocks, self.dtype, name=f"body_{g}")(res)
-        res = conv(self.n_feats, 3, self.n_feats, f"body_{self.n_resgroups}", self.dtype)(res)
-        return res + x
+        group = functools.partial(ResidualGroup, self.n_feats, self.reduction, self.n_resblocks, self.dtype)
+        return residual_trunk(x, [group] * self.n_resgroups, self.n_feats, self.n_colors, self.dtype)
 
 
 def _edsr_baseline(n_resblocks=16, n_feats=64, res_scale=1, **kw) -> EDSR:

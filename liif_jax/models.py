@@ -26,6 +26,14 @@ Spec = dict[str, Any]
 DEFAULT_IMNET = {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [256, 256, 256, 256]}}
 
 
+def init_params(encoder: nn.Module, imnet: liif.MLP, rng: jax.Array, inp_size: int) -> Params:
+    """{'encoder', 'imnet'} params with PyTorch's default initialisation."""
+    k_enc, k_mlp = jax.random.split(rng)
+    enc = encoder.init(k_enc, jnp.zeros((1, inp_size, inp_size, 3), jnp.float32))["params"]
+    mlp = imnet.init(k_mlp, jnp.zeros((1, imnet.in_dim), jnp.float32))["params"]
+    return {"encoder": enc, "imnet": mlp}
+
+
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
 class LIIF:
     """LIIF with feature unfolding, local ensemble and cell decoding each switchable."""
@@ -39,11 +47,7 @@ class LIIF:
     dtype: Dtype = None
 
     def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
-        k_enc, k_mlp = jax.random.split(rng)
-        x = jnp.zeros((1, inp_size, inp_size, 3), jnp.float32)
-        enc = self.encoder.init(k_enc, x)["params"]
-        mlp = self.imnet.init(k_mlp, jnp.zeros((1, self.imnet.in_dim), jnp.float32))["params"]
-        return {"encoder": enc, "imnet": mlp}
+        return init_params(self.encoder, self.imnet, rng, inp_size)
 
     def features(self, params: Params, inp: jax.Array) -> jax.Array:
         """Encoder feature map (B, h, w, C) of images in [-1, 1] (B, h, w, 3)."""
@@ -81,10 +85,7 @@ class MetaSR:
     dtype: Dtype = None
 
     def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
-        k_enc, k_mlp = jax.random.split(rng)
-        enc = self.encoder.init(k_enc, jnp.zeros((1, inp_size, inp_size, 3), jnp.float32))["params"]
-        mlp = self.imnet.init(k_mlp, jnp.zeros((1, 3), jnp.float32))["params"]
-        return {"encoder": enc, "imnet": mlp}
+        return init_params(self.encoder, self.imnet, rng, inp_size)
 
     def encode(self, params: Params, inp: jax.Array) -> jax.Array:
         return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)

@@ -1,18 +1,7 @@
-"""CelebA-HQ 64 -> 128 (paper Table 4): 64 px inputs from 128 px faces, scales up to x2.
+"""CelebA-HQ 64 -> 128 (paper Table 4): 64 px inputs from 128 px faces, scales up to x2."""
 
-Expects the faces at `load/celebAHQ/128` with the official split file `load/celebAHQ/split.json`. 200 epochs, lr 1e-4 divided by 10
-at epoch 100.
-"""
-
-from liif_jax.configs import base_config, downsampled, liif_spec
+from liif_jax.configs import celebahq_config
 
 
 def get_config():
-    root = "load/celebAHQ/128"
-    split = {"split_file": "load/celebAHQ/split.json"}
-    train = {"name": "image-folder", "args": {"root_path": root, **split, "split_key": "train", "repeat": 1, "cache": "bin"}}
-    val = {"name": "image-folder", "args": {"root_path": root, **split, "split_key": "val", "first_k": 100, "repeat": 1, "cache": True}}
-    wrapper = dict(inp_size=64, scale_min=1.0, scale_max=2.0, sample_q=4096)
-    c = base_config(liif_spec("edsr-baseline"), train, val, downsampled(**wrapper), downsampled(**wrapper, augment=False),
-                    epochs=200, milestones=(100,), gamma=0.1)
-    return c
+    return celebahq_config(inp_size=64, hr_size=128, sample_q=4096)
