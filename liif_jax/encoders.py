@@ -30,14 +30,12 @@ class ResBlock(nn.Module):
         return res * self.res_scale + x
 
 
-def residual_trunk(x, blocks: list[Callable[..., nn.Module]], n_feats: int, n_colors: int, dtype: Dtype):
-    """EDSR/RCAN shape: head conv, residual blocks `body_i`, a last conv, plus the head's output."""
-    x = conv(n_feats, 3, n_colors, "head_0", dtype)(x)
+def residual_body(x, blocks: list[Callable[..., nn.Module]], n_feats: int, dtype: Dtype):
+    """Blocks `body_i`, a last conv `body_n`, plus the input: the EDSR/RCAN body and RCAN's group."""
     res = x
     for i, block in enumerate(blocks):
         res = block(name=f"body_{i}")(res)
-    res = conv(n_feats, 3, n_feats, f"body_{len(blocks)}", dtype)(res)
-    return res + x
+    return conv(n_feats, 3, n_feats, f"body_{len(blocks)}", dtype)(res) + x
 
 
 class EDSR(nn.Module):
@@ -55,8 +53,9 @@ class EDSR(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        x = conv(self.n_feats, 3, self.n_colors, "head_0", self.dtype)(x)
         block = functools.partial(ResBlock, self.n_feats, self.res_scale, self.dtype)
-        return residual_trunk(x, [block] * self.n_resblocks, self.n_feats, self.n_colors, self.dtype)
+        return residual_body(x, [block] * self.n_resblocks, self.n_feats, self.dtype)
 
 
 class RDBConv(nn.Module):
@@ -159,11 +158,8 @@ class ResidualGroup(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        res = x
-        for i in range(self.n_resblocks):
-            res = RCAB(self.n_feats, self.reduction, self.dtype, name=f"body_{i}")(res)
-        res = conv(self.n_feats, 3, self.n_feats, f"body_{self.n_resblocks}", self.dtype)(res)
-        return res + x
+        block = functools.partial(RCAB, self.n_feats, self.reduction, self.dtype)
+        return residual_body(x, [block] * self.n_resblocks, self.n_feats, self.dtype)
 
 
 class RCAN(nn.Module):
@@ -182,8 +178,9 @@ class RCAN(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        x = conv(self.n_feats, 3, self.n_colors, "head_0", self.dtype)(x)
         group = functools.partial(ResidualGroup, self.n_feats, self.reduction, self.n_resblocks, self.dtype)
-        return residual_trunk(x, [group] * self.n_resgroups, self.n_feats, self.n_colors, self.dtype)
+        return residual_body(x, [group] * self.n_resgroups, self.n_feats, self.dtype)
 
 
 def _edsr_baseline(n_resblocks=16, n_feats=64, res_scale=1, **kw) -> EDSR:
