@@ -4,10 +4,10 @@ Reproduces the official `datasets/image_folder.py` and `datasets/wrappers.py`:
 
 * sources (grain random-access data sources, uint8 HWC elements): `ImageFolder`,
   `PairedImageFolders`, `TfdsSource`, `ArraySource` and the built-in `sample_images`;
-* transforms (grain `RandomMapTransform`s): `RandomScaleDownsample` (`sr-implicit-downsampled`),
-  `PairedRandomCrop` (`sr-implicit-paired`). Each returns float32 `inp` (h, w, 3) and `gt` (Q, 3)
-  already normalised to [-1, 1] (the official `data_norm`), `coord` and `cell` (Q, 2), and the
-  sampled `scale`;
+* transforms (grain `RandomMap`s, with the official defaults): `RandomScaleDownsample`
+  (`sr-implicit-downsampled`), `PairedRandomCrop` (`sr-implicit-paired`), `UniformVariedResize`
+  (`sr-implicit-uniform-varied`). Each returns float32 `inp` (h, w, 3) and `gt` (Q, 3) already
+  normalised to [-1, 1] (the official `data_norm`), `coord` and `cell` (Q, 2), and the scale;
 * `make_train_dataset` (shuffled, repeated, checkpointable iterator) and `make_val_dataset` (the
   official validation set, identical batches on every pass).
 
@@ -18,6 +18,7 @@ prefetching, or on where a run was interrupted.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import pathlib
@@ -92,6 +93,7 @@ class ArraySource:
 
 
 CacheMode = bool | str  # False/"none", True/"in_memory", or "bin"
+_CACHE_MODES = {False: "none", "none": "none", True: "in_memory", "in_memory": "in_memory", "bin": "bin"}
 
 
 def _bin_cache(files: Sequence[pathlib.Path], folder: pathlib.Path) -> list[pathlib.Path]:
@@ -115,6 +117,33 @@ def _bin_cache(files: Sequence[pathlib.Path], folder: pathlib.Path) -> list[path
     return paths
 
 
+class _CachedImages:
+    """The images of a list of files, decoded on each access or cached once (see `ImageFolder`)."""
+
+    def __init__(self, files: Sequence[pathlib.Path], cache: CacheMode, bin_dir: pathlib.Path):
+        if cache not in _CACHE_MODES:
+            raise ValueError(f"cache must be one of none, in_memory, bin (or a bool), got {cache!r}")
+        self.files, self.mode = list(files), _CACHE_MODES[cache]
+        self._images = [load_rgb(f) for f in self.files] if self.mode == "in_memory" else None
+        self._bins = _bin_cache(self.files, bin_dir) if self.mode == "bin" else None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self._images is not None:
+            return self._images[i]
+        if self._bins is not None:
+            return np.load(self._bins[i], mmap_mode="r")
+        return load_rgb(self.files[i])
+
+
+def _default_bin_dir(root: str | os.PathLike) -> pathlib.Path:
+    """`_bin_<folder>` beside the folder, as the official `cache: bin`."""
+    root = pathlib.Path(root).resolve()
+    return root.parent / f"_bin_{root.name}"
+
+
 def _split_files(root: str | os.PathLike, split_file: str | os.PathLike, split_key: str | None) -> list[pathlib.Path]:
     """The official split file: JSON mapping split names to lists of file names in `root`."""
     try:
@@ -128,6 +157,11 @@ def _split_files(root: str | os.PathLike, split_file: str | os.PathLike, split_k
     if missing:
         raise ImageError(f"split {split_key!r} of {os.fspath(split_file)!r} names missing files: {missing[:5]}")
     return files
+
+
+def _check_counts(first_k: int | None, repeat: int) -> None:
+    if repeat < 1 or (first_k is not None and first_k < 1):
+        raise ValueError(f"repeat and first_k must be >= 1, got repeat={repeat}, first_k={first_k}")
 
 
 class ImageFolder:
@@ -155,30 +189,16 @@ class ImageFolder:
         split_file: str | os.PathLike | None = None,
         split_key: str | None = None,
     ):
-        if repeat < 1 or (first_k is not None and first_k < 1):
-            raise ValueError(f"repeat and first_k must be >= 1, got repeat={repeat}, first_k={first_k}")
-        modes = {False: "none", "none": "none", True: "in_memory", "in_memory": "in_memory", "bin": "bin"}
-        if cache not in modes:
-            raise ValueError(f"cache must be one of none, in_memory, bin (or a bool), got {cache!r}")
+        _check_counts(first_k, repeat)
         files = list_images(root) if split_file is None else _split_files(root, split_file, split_key)
-        self.files = files[:first_k]
-        self.repeat = repeat
-        self.cache = modes[cache]
-        self._images = [load_rgb(f) for f in self.files] if self.cache == "in_memory" else None
-        if self.cache == "bin":
-            root = pathlib.Path(root).resolve()
-            self._bins = _bin_cache(self.files, pathlib.Path(cache_dir or root.parent / f"_bin_{root.name}"))
+        self._images = _CachedImages(files[:first_k], cache, pathlib.Path(cache_dir or _default_bin_dir(root)))
+        self.files, self.repeat, self.cache = self._images.files, repeat, self._images.mode
 
     def __len__(self) -> int:
         return len(self.files) * self.repeat
 
     def __getitem__(self, index: int) -> np.ndarray:
-        i = _check_index(index, len(self)) % len(self.files)
-        if self.cache == "in_memory":
-            return self._images[i]
-        if self.cache == "bin":
-            return np.load(self._bins[i], mmap_mode="r")
-        return load_rgb(self.files[i])
+        return self._images[_check_index(index, len(self)) % len(self.files)]
 
     def describe(self, index: int) -> str:
         return os.fspath(self.files[index % len(self.files)])
@@ -223,7 +243,13 @@ def pair_by_name(
 
 
 class PairedImageFolders:
-    """The official `paired-image-folders`: {'lr', 'hr'} from two folders, paired by file name."""
+    """The official `paired-image-folders`: {'lr', 'hr'} from two folders.
+
+    Without a split file the images are paired by file name (`pair_by_name`); with `split_file`
+    (the official CelebA-HQ configs) both folders hold that split's files under the same names.
+    `first_k`, `repeat` and `cache` are `ImageFolder`'s; with `cache="bin"` and `cache_dir` the
+    decoded images go to `cache_dir/lr` and `cache_dir/hr`.
+    """
 
     def __init__(
         self,
@@ -231,24 +257,28 @@ class PairedImageFolders:
         hr_root: str | os.PathLike,
         first_k: int | None = None,
         repeat: int = 1,
-        cache: bool = False,
+        cache: CacheMode = False,
+        cache_dir: str | os.PathLike | None = None,
+        split_file: str | os.PathLike | None = None,
+        split_key: str | None = None,
     ):
-        if repeat < 1 or (first_k is not None and first_k < 1):
-            raise ValueError(f"repeat and first_k must be >= 1, got repeat={repeat}, first_k={first_k}")
-        self.pairs = pair_by_name(list_images(lr_root), list_images(hr_root))[:first_k]
-        self.repeat = repeat
-        self._images = [self._load(i) for i in range(len(self.pairs))] if cache else None
-
-    def _load(self, i: int) -> dict[str, np.ndarray]:
-        lr, hr = self.pairs[i]
-        return {"lr": load_rgb(lr), "hr": load_rgb(hr)}
+        _check_counts(first_k, repeat)
+        if split_file is None:
+            pairs = pair_by_name(list_images(lr_root), list_images(hr_root))
+        else:
+            pairs = list(zip(_split_files(lr_root, split_file, split_key), _split_files(hr_root, split_file, split_key)))
+        pairs = pairs[:first_k]
+        bin_dir = lambda root, sub: pathlib.Path(cache_dir) / sub if cache_dir else _default_bin_dir(root)
+        self._lr = _CachedImages([lr for lr, _ in pairs], cache, bin_dir(lr_root, "lr"))
+        self._hr = _CachedImages([hr for _, hr in pairs], cache, bin_dir(hr_root, "hr"))
+        self.pairs, self.repeat = pairs, repeat
 
     def __len__(self) -> int:
         return len(self.pairs) * self.repeat
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         i = _check_index(index, len(self)) % len(self.pairs)
-        return self._images[i] if self._images is not None else self._load(i)
+        return {"lr": self._lr[i], "hr": self._hr[i]}
 
     def describe(self, index: int) -> str:
         lr, hr = self.pairs[index % len(self.pairs)]
@@ -360,17 +390,19 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
     image is used: LR side floor(H / s + 1e-9), HR cropped to round(h_lr * s), every pixel queried
     when `sample_q` is None. Unlike the official code, an image smaller than the largest possible
     crop (round(inp_size * scale_max)) is rejected whatever s was drawn, so the error is found the
-    first time the image is used rather than at a rare large s.
+    first time the image is used rather than at a rare large s. Defaults are the official ones
+    (whole image, scale_max = scale_min, no flips, every pixel), as for every wrapper here.
     """
 
     def __init__(
         self,
-        inp_size: int | None = 48,
+        inp_size: int | None = None,
         scale_min: float = 1.0,
-        scale_max: float = 4.0,
-        augment: bool = True,
-        sample_q: int | None = 2304,
+        scale_max: float | None = None,
+        augment: bool = False,
+        sample_q: int | None = None,
     ):
+        scale_max = scale_min if scale_max is None else scale_max
         if not 0 < scale_min <= scale_max:
             raise ValueError(f"need 0 < scale_min <= scale_max, got {scale_min}, {scale_max}")
         if inp_size is not None and sample_q is not None and round(inp_size * scale_min) ** 2 < sample_q:
@@ -412,7 +444,7 @@ class PairedRandomCrop(grain.transforms.RandomMap):
     used and the HR image is cropped to (h_lr * s, w_lr * s).
     """
 
-    def __init__(self, inp_size: int | None = 48, augment: bool = True, sample_q: int | None = 2304):
+    def __init__(self, inp_size: int | None = None, augment: bool = False, sample_q: int | None = None):
         self.inp_size, self.augment, self.sample_q = inp_size, augment, sample_q
 
     def random_map(self, pair: dict[str, np.ndarray], rng: np.random.Generator) -> Batch:
@@ -439,15 +471,70 @@ class PairedRandomCrop(grain.transforms.RandomMap):
         return _pixel_samples(lr, hr, self.sample_q, s, rng)
 
 
+class PositionalRandomMap(grain.transforms.RandomMap):
+    """A transform that also depends on where its element is in the source: `position` is
+    index / (len - 1), from 0 (first element) to 1 (last), as the official wrapper that reads
+    its own index. The pipelines here (`make_train_dataset`, `make_val_dataset`) provide it."""
+
+    @abc.abstractmethod
+    def positional_map(self, element: Element, position: float, rng: np.random.Generator) -> Batch: ...
+
+    def random_map(self, element: Element, rng: np.random.Generator) -> Batch:
+        raise TypeError(
+            f"{type(self).__name__} depends on each element's position in its source: apply it through "
+            "make_train_dataset / make_val_dataset, or call positional_map(element, position, rng)"
+        )
+
+
+def _shorter_side_to(shape: tuple[int, ...], size: int) -> tuple[int, int]:
+    """torchvision `Resize(size)`: the shorter side becomes `size`, the longer keeps the aspect."""
+    h, w = shape[:2]
+    return (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+
+
+class UniformVariedResize(PositionalRandomMap):
+    """The official `sr-implicit-uniform-varied` (the CelebA-HQ configs): the whole LR image is the
+    input and the HR image is resized (PIL bicubic) so that its side grows linearly with the
+    element's position in the source, from `size_min` (first) to `size_max` (last), so every
+    scale between the two is trained. Then an optional horizontal flip of both images, an optional
+    resize of the HR image to `gt_resize`, and `sample_q` query pixels (all when None).
+    """
+
+    def __init__(self, size_min: int, size_max: int | None = None, augment: bool = False,
+                 gt_resize: int | None = None, sample_q: int | None = None):
+        size_max = size_min if size_max is None else size_max
+        if not 0 < size_min <= size_max:
+            raise ValueError(f"need 0 < size_min <= size_max, got {size_min}, {size_max}")
+        if sample_q is not None and (gt_resize or size_min) ** 2 < sample_q:
+            raise ValueError(f"sample_q={sample_q} exceeds the pixels of the smallest HR image "
+                             f"({gt_resize or size_min}^2)")
+        self.size_min, self.size_max, self.augment = size_min, size_max, augment
+        self.gt_resize, self.sample_q = gt_resize, sample_q
+
+    def positional_map(self, pair: dict[str, np.ndarray], position: float, rng: np.random.Generator) -> Batch:
+        lr, hr = pair["lr"], pair["hr"]
+        side = round(self.size_min + (self.size_max - self.size_min) * position)
+        hr = resize_bicubic(hr, _shorter_side_to(hr.shape, side))
+        if self.augment and rng.random() < 0.5:
+            lr, hr = lr[:, ::-1], hr[:, ::-1]
+        if self.gt_resize is not None:
+            hr = resize_bicubic(np.ascontiguousarray(hr), _shorter_side_to(hr.shape, self.gt_resize))
+        return _pixel_samples(lr, hr, self.sample_q, hr.shape[0] / lr.shape[0], rng)
+
+
 class _NamingErrors(grain.transforms.RandomMap):
-    """Applies `transform` to (source index, element) pairs so that its errors name the image."""
+    """Applies `transform` to (index, element) pairs: positional transforms get their position,
+    and errors name the image. grain's index runs on across repeats: reduced to the source's."""
 
     def __init__(self, transform: grain.transforms.RandomMap, source: DataSource):
         self.transform, self.source = transform, source
 
     def random_map(self, indexed: tuple[int, Element], rng: np.random.Generator) -> Batch:
         index, element = indexed
+        index %= len(self.source)
         try:
+            if isinstance(self.transform, PositionalRandomMap):
+                return self.transform.positional_map(element, index / max(len(self.source) - 1, 1), rng)
             return self.transform.random_map(element, rng)
         except ImageError as err:
             raise ImageError(f"{_describe(self.source, index)} (source index {index}): {err}") from err

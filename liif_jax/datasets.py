@@ -1,7 +1,8 @@
 """Data sets from config, in the official config's vocabulary.
 
 A data config mirrors the official YAML: `dataset: {name, args}`, `wrapper: {name, args}`,
-`batch_size`; the names are the official registry names plus `tfds` and `samples`.
+`batch_size`; the names are the official registry names plus `tfds` and `samples`, and the
+wrappers' defaults are the official ones, so an official YAML translates line by line.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ SOURCES: dict[str, Callable[..., data.DataSource]] = {
     "image-folder": lambda root_path, first_k=None, repeat=1, cache=False, cache_dir=None, split_file=None, split_key=None: data.ImageFolder(
         root_path, first_k, repeat, cache, cache_dir, split_file, split_key
     ),
-    "paired-image-folders": lambda root_path_1, root_path_2, first_k=None, repeat=1, cache=False: data.PairedImageFolders(
-        root_path_1, root_path_2, first_k=first_k, repeat=repeat, cache=bool(cache)
+    "paired-image-folders": lambda root_path_1, root_path_2, first_k=None, repeat=1, cache=False, cache_dir=None, split_file=None, split_key=None: data.PairedImageFolders(
+        root_path_1, root_path_2, first_k, repeat, cache, cache_dir, split_file, split_key
     ),
     "tfds": lambda name, data_dir, split, hr_key="hr", lr_key=None: data.TfdsSource(name, data_dir, split, hr_key, lr_key),
     "samples": lambda split, repeat=1: data.sample_images(split, repeat),
@@ -24,6 +25,7 @@ SOURCES: dict[str, Callable[..., data.DataSource]] = {
 WRAPPERS: dict[str, Callable[..., Any]] = {
     "sr-implicit-downsampled": data.RandomScaleDownsample,
     "sr-implicit-paired": data.PairedRandomCrop,
+    "sr-implicit-uniform-varied": data.UniformVariedResize,
 }
 
 

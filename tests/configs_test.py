@@ -5,6 +5,7 @@ import json
 import pathlib
 
 import jax
+import numpy as np
 import pytest
 
 from liif_jax import datasets
@@ -58,3 +59,29 @@ def test_mate_nature_split_holds_out_the_last_three_photos(shared_data_dir):
     held = datasets.make_source(c.final_eval.dataset.to_dict())
     assert len(train) == 9 * 200 and [f.name for f in held.files] == ["TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg"]
     assert not {f.name for f in train.files} & {f.name for f in held.files}
+
+
+def test_celebahq_config_reads_the_official_data_layout(tmp_path, monkeypatch):
+    """`load/celebAHQ/{64,128}/` and `split.json` as the official README prepares them: training
+    batches of whole 64 px faces with 64..128 px targets, validation on the fixed x2 pairs."""
+    from PIL import Image
+
+    from liif_jax import train_lib
+
+    root = tmp_path / "load" / "celebAHQ"
+    names = [f"{k:05d}.jpg" for k in range(6)]
+    rng = np.random.default_rng(0)
+    for size in (64, 128):
+        (root / str(size)).mkdir(parents=True)
+        for name in names:
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / str(size) / name)
+    (root / "split.json").write_text(json.dumps({"train": names[:4], "val": names[4:]}))
+    monkeypatch.chdir(tmp_path)
+    c = load(next(p for p in CONFIGS if p.stem == "celebAHQ-64-128-liif"))
+    c.num_workers = 0
+    it, steps_per_epoch = train_lib.train_iterator(c)
+    batch = next(it)
+    assert steps_per_epoch == 1 and batch["inp"].shape == (16, 64, 64, 3) and batch["coord"].shape == (16, 1024, 2)
+    assert set(np.rint(2 / batch["cell"][:, 0, 0]).astype(int)) <= {64, 85, 107, 128}  # round(64 + 64 i / 3)
+    val = next(iter(train_lib.val_dataset(c)))
+    assert val["inp"].shape == (2, 64, 64, 3) and np.allclose(val["cell"], 2 / 128) and list(val["scale"]) == [2, 2]

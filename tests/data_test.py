@@ -481,3 +481,85 @@ def test_split_file_selects_the_named_files_in_order(tmp_path):
         data.ImageFolder(root, split_file=split, split_key="test")
     with pytest.raises(ImageError, match="missing files"):
         data.ImageFolder(root, split_file=split, split_key="bad")
+
+
+# ---------------------------------------------------------------------------------------------
+# CelebA-HQ: paired folders by split file, and the uniform-varied wrapper
+# ---------------------------------------------------------------------------------------------
+
+
+def celeba_like(tmp_path, n: int = 5, lr: int = 8, hr: int = 32):
+    """`lr/` and `hr/` folders of n faces under the same names, and an official-style split file."""
+    names = [f"{k}.png" for k in range(n)]
+    write_pngs(tmp_path / "lr", [(m, position_image(lr, lr, tag=k)) for k, m in enumerate(names)])
+    write_pngs(tmp_path / "hr", [(m, position_image(hr, hr, tag=k)) for k, m in enumerate(names)])
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": names[::-1], "val": names[:1]}))
+    return split
+
+
+def test_paired_folders_by_split_file_with_a_shared_bin_cache(tmp_path):
+    split = celeba_like(tmp_path)
+    src = data.PairedImageFolders(tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="train",
+                                  cache="bin", cache_dir=tmp_path / "cache")
+    assert len(src) == 5 and src.describe(0).endswith("4.png")
+    assert isinstance(src[0]["hr"], np.memmap)
+    np.testing.assert_array_equal(src[0]["hr"], position_image(32, 32, tag=4))
+    np.testing.assert_array_equal(src[1]["lr"], position_image(8, 8, tag=3))
+    assert len(list((tmp_path / "cache" / "lr").iterdir())) == len(list((tmp_path / "cache" / "hr").iterdir())) == 5
+    with pytest.raises(ImageError, match="no split 'test'"):
+        data.PairedImageFolders(tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="test")
+
+
+def test_uniform_varied_target_side_grows_linearly_with_the_source_position():
+    """Official: element idx of n gets an HR side round(min + (max - min) * idx / (n - 1))."""
+    lr, hr = position_image(8, 8), position_image(32, 32)
+    transform = data.UniformVariedResize(8, 32, sample_q=None)
+    for position, side in [(0.0, 8), (0.5, 20), (1 / 3, 16), (1.0, 32)]:
+        out = transform.positional_map({"lr": lr, "hr": hr}, position, np.random.default_rng(0))
+        check_queries(out, (side, side), None)
+        np.testing.assert_array_equal(to_u8(out["inp"]), lr)  # the whole LR face is the input
+        np.testing.assert_array_equal(to_u8(out["gt"]).reshape(side, side, 3), resize_bicubic(hr, (side, side)))
+        assert out["scale"] == side / 8
+    with pytest.raises(TypeError, match="position"):
+        transform.random_map({"lr": lr, "hr": hr}, np.random.default_rng(0))
+
+
+def test_uniform_varied_flip_gt_resize_and_sampling():
+    lr, hr = position_image(8, 8), position_image(32, 32)
+    flips = set()
+    for seed in range(8):
+        out = data.UniformVariedResize(8, 32, augment=True, gt_resize=16, sample_q=100).positional_map(
+            {"lr": lr, "hr": hr}, 1.0, np.random.default_rng(seed))
+        i, j = check_queries(out, (16, 16), 100)
+        flipped = not np.array_equal(to_u8(out["inp"]), lr)
+        if flipped:
+            np.testing.assert_array_equal(to_u8(out["inp"]), lr[:, ::-1])
+        expected = resize_bicubic(np.ascontiguousarray(hr[:, ::-1] if flipped else hr), (16, 16))
+        np.testing.assert_array_equal(to_u8(out["gt"]), expected[i, j])  # W-axis flip, then gt_resize
+        flips.add(flipped)
+    assert flips == {False, True}
+
+
+def test_uniform_varied_in_a_pipeline_sizes_targets_by_source_index(tmp_path):
+    split = celeba_like(tmp_path)
+    src = data.PairedImageFolders(tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="train")
+    wrapper = data.UniformVariedResize(8, 32, augment=True, sample_q=64)
+    for batch in data.make_train_dataset(src, wrapper, 5, seed=0, shard_index=0, shard_count=1, num_epochs=2):
+        r, c, v = to_u8(batch["inp"][:, 0, 0]).T  # position_image: v = 7r + 13c + k for face k.png
+        tags = (v - 7 * r - 13 * c) % 256
+        sides = np.rint(2 / batch["cell"][:, 0, 0]).astype(int)
+        index = 4 - tags  # the split file lists the faces in reverse order
+        np.testing.assert_array_equal(sides, np.round(8 + 24 * index / 4).astype(int))
+        assert sorted(sides) == [8, 14, 20, 26, 32]  # every epoch, not only the first
+
+
+def test_registry_wrappers_have_the_official_defaults():
+    from liif_jax import datasets
+
+    down = datasets.make_wrapper({"name": "sr-implicit-downsampled", "args": {"scale_min": 2}})
+    assert (down.inp_size, down.scale_min, down.scale_max, down.augment, down.sample_q) == (None, 2, 2, False, None)
+    paired = datasets.make_wrapper({"name": "sr-implicit-paired", "args": {}})
+    assert (paired.inp_size, paired.augment, paired.sample_q) == (None, False, None)
+    varied = datasets.make_wrapper({"name": "sr-implicit-uniform-varied", "args": {"size_min": 32}})
+    assert (varied.size_max, varied.augment, varied.gt_resize, varied.sample_q) == (32, False, None, None)
