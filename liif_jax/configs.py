@@ -37,7 +37,7 @@ def downsampled(inp_size: int = 48, scale_min: float = 1.0, scale_max: float = 4
 def base_config(model: dict[str, Any], train_dataset: dict[str, Any], val_dataset: dict[str, Any] | None,
                 train_wrapper: dict[str, Any] | None = None, val_wrapper: dict[str, Any] | None = None,
                 batch_size: int = 16, epochs: int = 1000, milestones=(200, 400, 600, 800), gamma: float = 0.5,
-                lr: float = 1e-4, steps_per_epoch_hint: int = 1000) -> ml_collections.ConfigDict:
+                lr: float = 1e-4) -> ml_collections.ConfigDict:
     """The official DIV2K recipe by default: Adam 1e-4 halved at 200/400/600/800 of 1000 epochs."""
     c = ml_collections.ConfigDict()
     c.model = model
@@ -49,8 +49,9 @@ def base_config(model: dict[str, Any], train_dataset: dict[str, Any], val_datase
     # Steps. num_steps None = optimizer.epochs epochs (epoch length is known once the data is).
     c.num_steps = config_dict.placeholder(int)
     c.log_every_steps = 100
-    c.eval_every_steps = steps_per_epoch_hint  # the official epoch_val: 1
-    c.checkpoint_every_steps = steps_per_epoch_hint
+    # None = once per epoch (the official epoch_val: 1; a checkpoint each epoch, as `epoch-last`).
+    c.eval_every_steps = config_dict.placeholder(int)
+    c.checkpoint_every_steps = config_dict.placeholder(int)
     c.keep_checkpoints = 3
     c.seed = 0
     c.num_workers = 8  # grain worker processes for the host-side pipeline (0 = in-process)
@@ -88,5 +89,4 @@ def celebahq_config(lr_size: int, hr_size: int) -> ml_collections.ConfigDict:
                      "args": {"size_min": lr_size, "size_max": hr_size, "sample_q": 1024, "augment": True}}
     val_wrapper = {"name": "sr-implicit-paired", "args": {"sample_q": 1024}}
     return base_config(liif_spec("edsr-baseline"), faces("train"), faces("val", first_k=100), train_wrapper,
-                       val_wrapper, epochs=200, milestones=(100,), gamma=0.1,
-                       steps_per_epoch_hint=1563)  # 25,000 training faces / 16
+                       val_wrapper, epochs=200, milestones=(100,), gamma=0.1)

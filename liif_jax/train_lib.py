@@ -317,6 +317,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     it, steps_per_epoch = train_iterator(config)
     val_ds = val_dataset(config)
     num_steps = config.num_steps or config.optimizer.epochs * steps_per_epoch
+    checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
+    eval_every = config.eval_every_steps or steps_per_epoch
     tx = make_optimizer(config, steps_per_epoch)
     schedule = config_schedule(config, steps_per_epoch)
     mesh = make_mesh()
@@ -357,8 +359,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             state, loss = steps.train(state, to_global(next(it), steps.batch))
             losses.append(loss)
             log_now = step % config.log_every_steps == 0 or step == num_steps
-            ckpt_now = step % config.checkpoint_every_steps == 0 or step == num_steps
-            eval_now = val_ds is not None and (step % config.eval_every_steps == 0 or step == num_steps)
+            ckpt_now = step % checkpoint_every == 0 or step == num_steps
+            eval_now = val_ds is not None and (step % eval_every == 0 or step == num_steps)
             if not (log_now or ckpt_now or eval_now):
                 continue
             values = np.asarray(jax.device_get(losses))

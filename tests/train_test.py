@@ -159,6 +159,16 @@ def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
     assert _losses(killed) == _losses(straight)
 
 
+def test_validation_and_checkpoints_default_to_once_per_epoch(tmp_path):
+    """The official epoch_val: 1 and epoch-last: 6 training photos in batches of 4 = 2 steps/epoch."""
+    cfg = tiny_config(num_steps=5, log_every_steps=100)
+    cfg.eval_every_steps = cfg.checkpoint_every_steps = None
+    train_lib.train_and_evaluate(cfg, tmp_path)
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val_psnr" in r] == [2, 4, 5]  # and the last step
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4, 5]
+
+
 def test_a_workdir_of_another_model_is_refused(tmp_path):
     train_lib.train_and_evaluate(tiny_config(num_steps=2), tmp_path)
     with pytest.raises(train_lib.TrainingError, match="holds a run of another model"):
