@@ -3,8 +3,10 @@
 `python -m liif_jax.evaluate --model MODEL --hr-dir DIR --scale 2,3,4 --protocol div2k` makes each
 low-resolution input from the HR image exactly as the official `sr-implicit-downsampled` wrapper
 (with `inp_size: None`); `--lr-dir DIR` instead pairs given LR images with the HR images by name,
-as `sr-implicit-paired` (the official DIV2K x2-x4 and benchmark tables). `--tfds NAME` reads a
-prepared TFDS set (ArrayRecord, no TensorFlow) instead of folders.
+as `sr-implicit-paired` (the official DIV2K x2-x4 and benchmark tables); `--split-file` and
+`--split-key` select the files of a split (the CelebA-HQ tests: `--lr-dir load/celebAHQ/32 --hr-dir
+load/celebAHQ/256 --split-file load/celebAHQ/split.json --split-key val --scale 8 --protocol
+plain`). `--tfds NAME` reads a prepared TFDS set (ArrayRecord, no TensorFlow) instead of folders.
 
 The library call `evaluate(model, params, source, scales, protocol)` is what the CLI, the training
 loop and a notebook share. A source is any sequence (a `liif_jax.data` source, or a plain list) of
@@ -208,10 +210,13 @@ def open_source(args: argparse.Namespace) -> tuple[Sequence[Any], list[str]]:
             raise ValueError("--lr-dir does not apply to --tfds; use --tfds-lr-key for the set's LR images")
         source = data.TfdsSource(args.tfds, args.tfds_data_dir, args.split, lr_key=args.tfds_lr_key)
         return source, [source.describe(i) for i in range(len(source))]
+    if (args.split_file is None) != (args.split_key is None):
+        raise ValueError("--split-file and --split-key go together (e.g. --split-file load/celebAHQ/split.json --split-key val)")
+    split = {"split_file": args.split_file, "split_key": args.split_key}
     if args.lr_dir is not None:
-        paired = data.PairedImageFolders(args.lr_dir, args.hr_dir)
+        paired = data.PairedImageFolders(args.lr_dir, args.hr_dir, **split)
         return paired, [hr.name for _, hr in paired.pairs]
-    folder = data.ImageFolder(args.hr_dir)
+    folder = data.ImageFolder(args.hr_dir, **split)
     return folder, [f.name for f in folder.files]
 
 
@@ -234,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["div2k", "benchmark", "plain"],
         help="div2k: shave scale+6, RGB; benchmark: shave scale, Y channel; plain: all pixels, RGB",
     )
+    parser.add_argument(
+        "--split-file", help="JSON {split: [file names]} selecting the folder images (the official CelebA-HQ split.json)"
+    )
+    parser.add_argument("--split-key", help="split of --split-file to evaluate (the official CelebA-HQ tests: val)")
     parser.add_argument("--json", help="write the results (per scale and per image) to this JSON file")
     parser.add_argument(
         "--batch-queries", type=int, default=DEFAULT_BATCH_QUERIES, help="queries per chunk (bounds memory)"

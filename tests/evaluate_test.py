@@ -279,3 +279,21 @@ def test_library_rejects_paired_images_at_several_scales_and_float_images(tiny):
         evaluate.evaluate(model, params, [pair], [2, 4], "plain", progress=False)
     with pytest.raises(ImageError, match="image0: expected a uint8"):
         evaluate.evaluate(model, params, [np.zeros((40, 40, 3), np.float32)], [2], "plain", progress=False)
+
+
+def test_celebahq_split_of_paired_folders(tmp_path, capsys, tiny_ckpt):
+    """The official CelebA-HQ test: the `val` faces of split.json, given 8 px LR, x4, all pixels."""
+    rng = np.random.default_rng(0)
+    for name in ("00000.jpg", "00001.jpg", "00002.jpg"):
+        write_png(tmp_path / "32" / name, rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+        write_png(tmp_path / "256" / name, rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["00000.jpg"], "val": ["00002.jpg", "00001.jpg"]}))
+    out_json = tmp_path / "r.json"
+    common = ("--model", tiny_ckpt, "--hr-dir", tmp_path / "256", "--lr-dir", tmp_path / "32", "--scale", "4",
+              "--protocol", "plain")
+    rc, _, err = run_cli(capsys, *common, "--split-file", split, "--split-key", "val", "--json", out_json)
+    assert rc == 0, err
+    assert [r["name"] for r in json.loads(out_json.read_text())["images"]] == ["00002.jpg", "00001.jpg"]
+    rc, _, err = run_cli(capsys, *common, "--split-file", split)
+    assert_clean_error(rc, err, "--split-key")
