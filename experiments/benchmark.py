@@ -38,7 +38,6 @@ import json
 import math
 import os
 import pathlib
-import re
 import shlex
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from absl import app, flags
 from liif_jax import data, render, train_lib
 from liif_jax.configs import base_config, liif_spec
 from liif_jax.models import LIIF, build_model
+from liif_jax.report import device_slug
 
 Result = dict[str, Any]
 
@@ -404,12 +404,6 @@ def device_info() -> Result:
         "host_cpus": os.cpu_count(),
         "jax_version": jax.__version__,
     }
-
-
-def device_slug(platform: str, kind: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'h100', 'NVIDIA H200' -> 'h200', 'cpu' -> 'cpu'."""
-    model = re.search(r"[a-z]+\d+", kind.lower()) if platform == "gpu" else None
-    return model.group(0) if model else re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") or platform
 
 
 def run_case(case: str, dtype: str, session: Session) -> Result:

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pathlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -220,3 +221,10 @@ def _prepare(path: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def device_slug(platform: str, kind: str) -> str:
+    """The short device name that names result files: 'NVIDIA H100 80GB HBM3' -> 'h100',
+    'NVIDIA H200' -> 'h200', 'TPU v5 lite' -> 'tpu_v5_lite', 'cpu' -> 'cpu'."""
+    model = re.search(r"[a-z]+\d+", kind.lower()) if platform == "gpu" else None
+    return model.group(0) if model else re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") or platform

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from liif_jax import report
+
 from liif_jax.report import (
     LABEL_HEIGHT,
     PANEL_GAP,
@@ -127,3 +129,11 @@ def test_bicubic_resize_matches_the_official_resize_fn(reference_dir):
     for i in range(4):
         hr, lr = data[f"hr_{i}"], data[f"lr_{i}"]
         np.testing.assert_array_equal(np.round(bicubic_upsample(hr, lr.shape[:2]) * 255), lr)
+
+
+@pytest.mark.parametrize("platform, kind, slug", [
+    ("gpu", "NVIDIA H100 80GB HBM3", "h100"), ("gpu", "NVIDIA H200", "h200"), ("tpu", "TPU v5 lite", "tpu_v5_lite"),
+    ("cpu", "cpu", "cpu"),
+])
+def test_device_slug_names_result_files(platform, kind, slug):
+    assert report.device_slug(platform, kind) == slug
