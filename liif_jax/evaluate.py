@@ -7,6 +7,8 @@ as `sr-implicit-paired` (the official DIV2K x2-x4 and benchmark tables); `--spli
 `--split-key` select the files of a split (the CelebA-HQ tests: `--lr-dir load/celebAHQ/32 --hr-dir
 load/celebAHQ/256 --split-file load/celebAHQ/split.json --split-key val --scale 8 --protocol
 plain`). `--tfds NAME` reads a prepared TFDS set (ArrayRecord, no TensorFlow) instead of folders.
+`--config configs/test/test-div2k-4.yaml` takes the data, scale and protocol from an official test
+config, as `python test.py --config` does.
 
 The library call `evaluate(model, params, source, scales, protocol)` is what the CLI, the training
 loop and a notebook share. A source is any sequence (a `liif_jax.data` source, or a plain list) of
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from liif_jax import data, metrics, report
+from liif_jax import data, datasets, metrics, report
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, downsample, to_float01
 from liif_jax.models import LIIF, MetaSR
@@ -220,6 +222,62 @@ def open_source(args: argparse.Namespace) -> tuple[Sequence[Any], list[str]]:
     return folder, [f.name for f in folder.files]
 
 
+@dataclass(frozen=True)
+class OfficialTest:
+    """What an official test config (`configs/test/*.yaml`) asks for, in this module's terms."""
+
+    source: Sequence[Any]
+    names: list[str]
+    scale: float
+    protocol: metrics.Protocol
+    batch_queries: int
+
+
+_STANDARD_NORM = {"sub": [0.5], "div": [0.5]}
+
+
+def read_official_test_config(path: str | os.PathLike) -> OfficialTest:
+    """An official test YAML (`test_dataset` {dataset, wrapper}, `eval_type`, `eval_bsize`,
+    `data_norm`), as `python test.py --config` reads it; relative data paths are from the working
+    directory, as there. Only what the official test path can mean is accepted: whole images
+    (`inp_size` unset), one scale, the standard normalisation."""
+    import yaml  # Imported here: only this path reads YAML.
+
+    where = os.fspath(path)
+    try:
+        config = yaml.safe_load(pathlib.Path(path).read_text())
+        spec = config["test_dataset"]
+        dataset, wrapper = dict(spec["dataset"]), dict(spec["wrapper"])
+    except (OSError, yaml.YAMLError, TypeError, KeyError) as err:
+        raise ValueError(f"--config {where}: not an official test config (test_dataset: dataset, wrapper): {err}") from None
+    norm = config.get("data_norm")
+    if norm != {"inp": _STANDARD_NORM, "gt": _STANDARD_NORM}:
+        raise ValueError(f"--config {where}: data_norm must be the official inp/gt sub [0.5] div [0.5], got {norm}")
+    try:
+        protocol, type_scale = metrics.eval_type_to_protocol(config.get("eval_type"))
+    except ValueError as err:
+        raise ValueError(f"--config {where}: {err}") from None
+    args = dict(wrapper.get("args") or {})
+    if args.get("inp_size") is not None or args.get("sample_q") is not None:
+        raise ValueError(f"--config {where}: the wrapper crops or samples (inp_size / sample_q); a test uses whole images")
+    source = datasets.make_source(dataset, f"--config {where}: test_dataset.dataset")
+    if wrapper.get("name") == "sr-implicit-downsampled":
+        scale = float(args.get("scale_min", 1))
+        if args.get("scale_max", scale) != scale:
+            raise ValueError(f"--config {where}: scale_min {scale:g} and scale_max {args['scale_max']} differ; a test has one scale")
+        names = [f.name for f in source.files]
+    elif wrapper.get("name") == "sr-implicit-paired":
+        first = source[0]
+        scale = float(type_scale if config.get("eval_type") else first["hr"].shape[0] // first["lr"].shape[0])
+        names = [hr.name for _, hr in source.pairs]
+    else:
+        raise ValueError(f"--config {where}: wrapper {wrapper.get('name')!r} is not a test wrapper "
+                         "(sr-implicit-downsampled or sr-implicit-paired)")
+    if config.get("eval_type") and type_scale != scale:
+        raise ValueError(f"--config {where}: eval_type {config['eval_type']!r} does not match the wrapper's scale {scale:g}")
+    return OfficialTest(source, names, scale, protocol, int(config.get("eval_bsize") or DEFAULT_BATCH_QUERIES))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m liif_jax.evaluate",
@@ -227,17 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="official .pth, liif_jax workdir or checkpoint directory")
     where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--config", help="an official test config (configs/test/test-div2k-4.yaml ...): data, scale and protocol from it"
+    )
     where.add_argument("--hr-dir", help="folder of high-resolution (ground-truth) images")
     where.add_argument("--tfds", metavar="NAME", help="prepared TFDS data set (e.g. div2k/bicubic_x4), feature 'hr'")
     parser.add_argument(
         "--lr-dir", help="folder of given LR images, paired by name (0801x4.png <-> 0801.png); one scale only"
     )
-    parser.add_argument("--scale", required=True, help="scale(s), comma separated, e.g. 4 or 2,3,4 or 2.5")
+    parser.add_argument("--scale", help="scale(s), comma separated, e.g. 4 or 2,3,4 or 2.5 (not with --config)")
     parser.add_argument(
         "--protocol",
-        required=True,
         choices=["div2k", "benchmark", "plain"],
-        help="div2k: shave scale+6, RGB; benchmark: shave scale, Y channel; plain: all pixels, RGB",
+        help="div2k: shave scale+6, RGB; benchmark: shave scale, Y channel; plain: all pixels, RGB (not with --config)",
     )
     parser.add_argument(
         "--split-file", help="JSON {split: [file names]} selecting the folder images (the official CelebA-HQ split.json)"
@@ -245,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split-key", help="split of --split-file to evaluate (the official CelebA-HQ tests: val)")
     parser.add_argument("--json", help="write the results (per scale and per image) to this JSON file")
     parser.add_argument(
-        "--batch-queries", type=int, default=DEFAULT_BATCH_QUERIES, help="queries per chunk (bounds memory)"
+        "--batch-queries", type=int, help=f"queries per chunk (bounds memory; default {DEFAULT_BATCH_QUERIES}, or the config's eval_bsize)"
     )
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument(
@@ -263,17 +323,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> list[report.ImageResult]:
     """Checks the flags, then evaluates; cheap checks come before loading the model and images."""
+    if args.config is not None:
+        return run_official_config(args)
+    if args.scale is None or args.protocol is None:
+        raise ValueError("--scale and --protocol are required (or give an official test config with --config)")
     scales = parse_scales(args.scale)
+    batch_queries = DEFAULT_BATCH_QUERIES if args.batch_queries is None else args.batch_queries
     paired = args.lr_dir is not None or (args.tfds is not None and args.tfds_lr_key is not None)
     if paired and len(scales) != 1:
         raise ValueError(f"given LR images (--lr-dir / --tfds-lr-key) have one scale; got --scale {args.scale}")
-    if args.batch_queries <= 0:
-        raise ValueError(f"--batch-queries must be positive, got {args.batch_queries}")
+    if batch_queries <= 0:
+        raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
     check_scales(scales, args.protocol)
     source, names = open_source(args)
     model, params = load_model(args.model, args.step)
     print(f"evaluating {len(source)} images at scale(s) {args.scale} under protocol {args.protocol!r}", flush=True)
-    results = evaluate(model, params, source, scales, args.protocol, args.batch_queries, args.save_images, names=names)
+    results = evaluate(model, params, source, scales, args.protocol, batch_queries, args.save_images, names=names)
+    if args.json is not None:
+        report.write_json(args.json, results)
+    return results
+
+
+def run_official_config(args: argparse.Namespace) -> list[report.ImageResult]:
+    """`--config test.yaml`: what the official `python test.py --config test.yaml` measures."""
+    given = [flag for flag, value in (("--scale", args.scale), ("--protocol", args.protocol), ("--lr-dir", args.lr_dir),
+                                      ("--split-file", args.split_file)) if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} cannot be combined with --config: the config sets the data, scale and protocol")
+    test = read_official_test_config(args.config)
+    batch_queries = test.batch_queries if args.batch_queries is None else args.batch_queries
+    if batch_queries <= 0:
+        raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
+    model, params = load_model(args.model, args.step)
+    print(f"evaluating {len(test.source)} images at scale {test.scale:g} under protocol {test.protocol!r} "
+          f"({args.config})", flush=True)
+    results = evaluate(model, params, test.source, [test.scale], test.protocol, batch_queries, args.save_images,
+                       names=test.names)
     if args.json is not None:
         report.write_json(args.json, results)
     return results

@@ -297,3 +297,80 @@ def test_celebahq_split_of_paired_folders(tmp_path, capsys, tiny_ckpt):
     assert [r["name"] for r in json.loads(out_json.read_text())["images"]] == ["00002.jpg", "00001.jpg"]
     rc, _, err = run_cli(capsys, *common, "--split-file", split)
     assert_clean_error(rc, err, "--split-key")
+
+
+# --- official test configs (configs/test/*.yaml) ------------------------------------------------
+
+NORM = "data_norm:\n  inp: {sub: [0.5], div: [0.5]}\n  gt: {sub: [0.5], div: [0.5]}\n"
+
+
+def test_official_div2k_test_config_reproduces_the_official_psnr(tmp_path, capsys, div2k_x3, monkeypatch):
+    """`--config test-div2k-3.yaml` as the official file reads (relative paths, from the working dir)."""
+    _, params, arrs = div2k_x3
+    save_model(tmp_path / "model", reference.manifest()["eval_div2k_x3"]["model_spec"], params)
+    write_png(tmp_path / "load" / "div2k" / "DIV2K_valid_HR" / "0801.png", arrs["hr_u8"])
+    (tmp_path / "test-div2k-3.yaml").write_text(
+        "test_dataset:\n  dataset:\n    name: image-folder\n    args:\n      root_path: ./load/div2k/DIV2K_valid_HR\n"
+        "  wrapper:\n    name: sr-implicit-downsampled\n    args:\n      scale_min: 3\n  batch_size: 1\n"
+        "eval_type: div2k-3\neval_bsize: 30000\n\n" + NORM
+    )
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_cli(capsys, "--model", "model", "--config", "test-div2k-3.yaml", "--json", "r.json")
+    assert rc == 0, err
+    [image] = json.loads((tmp_path / "r.json").read_text())["images"]
+    assert image["name"] == "0801.png" and image["scale"] == 3
+    assert image["psnr"] == pytest.approx(float(arrs["psnr"]), abs=1e-3)
+    assert "under protocol 'div2k'" in out
+
+
+def test_official_benchmark_test_config_pairs_the_given_lr(tmp_path, capsys, benchmark_x4, benchmark_dirs):
+    _, params, arrs = benchmark_x4
+    save_model(tmp_path / "model", reference.manifest()["eval_benchmark_x4"]["model_spec"], params)
+    lr_dir, hr_dir = benchmark_dirs
+    config = tmp_path / "test-set5-4.yaml"
+    config.write_text(
+        f"test_dataset:\n  dataset:\n    name: paired-image-folders\n    args:\n      root_path_1: {lr_dir}\n"
+        f"      root_path_2: {hr_dir}\n  wrapper:\n    name: sr-implicit-paired\n    args: {{}}\n  batch_size: 1\n"
+        "eval_type: benchmark-4\neval_bsize: 30000\n" + NORM
+    )
+    rc, _, err = run_cli(capsys, "--model", tmp_path / "model", "--config", config, "--json", tmp_path / "r.json")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())["mean_psnr"] == pytest.approx(float(arrs["psnr"]), abs=1e-3)
+
+
+def test_official_celebahq_test_config_infers_the_scale_and_measures_all_pixels(tmp_path, tiny):
+    """No eval_type (the CelebA-HQ tests): every pixel, RGB; the scale is the pair's size ratio."""
+    rng = np.random.default_rng(0)
+    for name in ("00000.jpg", "00001.jpg"):
+        write_png(tmp_path / "32" / name, rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+        write_png(tmp_path / "256" / name, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["00000.jpg"], "val": ["00001.jpg"]}))
+    config = tmp_path / "test-celebAHQ-32-256.yaml"
+    config.write_text(
+        f"test_dataset:\n  dataset:\n    name: paired-image-folders\n    args:\n      root_path_1: {tmp_path / '32'}\n"
+        f"      root_path_2: {tmp_path / '256'}\n      split_file: {tmp_path / 'split.json'}\n      split_key: val\n"
+        "      cache: bin\n  wrapper:\n    name: sr-implicit-paired\n    args: {}\n  batch_size: 1\n" + NORM
+    )
+    test = evaluate.read_official_test_config(config)
+    assert (test.scale, test.protocol, test.names, test.batch_queries) == (8, "plain", ["00001.jpg"], 30000)
+
+
+@pytest.mark.parametrize("body, needle", [
+    ("test_dataset: {}\n", "not an official test config"),
+    ("test_dataset:\n  dataset: {name: image-folder, args: {root_path: x}}\n  wrapper: {name: sr-implicit-downsampled, "
+     "args: {inp_size: 48, scale_min: 2}}\n" + NORM, "whole images"),
+    ("test_dataset:\n  dataset: {name: image-folder, args: {root_path: x}}\n  wrapper: {name: sr-implicit-downsampled, "
+     "args: {scale_min: 2}}\n", "data_norm"),
+    ("test_dataset:\n  dataset: {name: image-folder, args: {root_path: x}}\n  wrapper: {name: sr-implicit-downsampled, "
+     "args: {scale_min: 2}}\neval_type: urban-2\n" + NORM, "eval_type"),
+])
+def test_bad_official_test_config_names_the_file(tmp_path, capsys, body, needle):
+    config = tmp_path / "bad.yaml"
+    config.write_text(body)
+    rc, _, err = run_cli(capsys, "--model", tmp_path / "none", "--config", config)
+    assert_clean_error(rc, err, str(config), needle)
+
+
+def test_config_excludes_scale_and_protocol(tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "--model", tmp_path / "none", "--config", tmp_path / "c.yaml", "--scale", "4")
+    assert_clean_error(rc, err, "--scale", "--config")
