@@ -1,6 +1,8 @@
 """`python -m liif_jax.train --workdir DIR [--config experiments/configs/X.py] [--config.KEY=VALUE ...]`.
 
-Started again on the same DIR, it resumes from the last checkpoint, data iterator included.
+`--config` may also be an official training YAML (`configs/train-div2k/train_edsr-baseline-liif.yaml`),
+read by `liif_jax.configs.from_official_yaml`. Started again on the same DIR, it resumes from the
+last checkpoint, data iterator included.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ml_collections.config_flags import config_flags as config_flags_lib
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and the resolved config", required=True)
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host TPU/GPU)")
 _QUICKSTART = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "quickstart.py"
+_CONFIGS_PY = pathlib.Path(__file__).resolve().parent / "configs.py"
 config_flags.DEFINE_config_file("config", str(_QUICKSTART), "experiment config file (default: the quickstart)", lock_config=True)
 
 
@@ -36,8 +39,23 @@ def main(argv: list[str]) -> None:
         sys.exit(1)
 
 
+def official_yaml_to_config_file(argv: list[str]) -> list[str]:
+    """`--config X.yaml` -> `--config liif_jax/configs.py:X.yaml`, which converts the official YAML."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        name, eq, value = arg.partition("=")
+        if name not in ("--config", "-config"):
+            continue
+        if not eq and i + 1 < len(out):
+            i, value = i + 1, out[i + 1]
+        if value.endswith((".yaml", ".yml")):
+            out[i] = (f"{name}=" if eq else "") + f"{_CONFIGS_PY}:{value}"
+    return out
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl parsing, with a one-line error for a config key that does not exist."""
+    argv = official_yaml_to_config_file(argv)
     try:
         return flags.FLAGS(argv)
     except (AttributeError, KeyError) as e:  # raised by ml_collections for --config.<unknown key>

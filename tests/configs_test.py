@@ -2,13 +2,14 @@
 
 import importlib.util
 import json
+import re
 import pathlib
 
 import jax
 import numpy as np
 import pytest
 
-from liif_jax import datasets
+from liif_jax import configs, datasets
 from liif_jax.models import build_model
 
 CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.py"))
@@ -85,3 +86,106 @@ def test_celebahq_config_reads_the_official_data_layout(tmp_path, monkeypatch):
     assert set(np.rint(2 / batch["cell"][:, 0, 0]).astype(int)) <= {64, 85, 107, 128}  # round(64 + 64 i / 3)
     val = next(iter(train_lib.val_dataset(c)))
     assert val["inp"].shape == (2, 64, 64, 3) and np.allclose(val["cell"], 2 / 128) and list(val["scale"]) == [2, 2]
+
+
+OFFICIAL_EDSR_BASELINE_LIIF = """\
+train_dataset:
+  dataset:
+    name: image-folder
+    args:
+      root_path: ./load/div2k/DIV2K_train_HR
+      repeat: 20
+      cache: in_memory
+  wrapper:
+    name: sr-implicit-downsampled
+    args:
+      inp_size: 48
+      scale_max: 4
+      augment: true
+      sample_q: 2304
+  batch_size: 16
+
+val_dataset:
+  dataset:
+    name: image-folder
+    args:
+      root_path: ./load/div2k/DIV2K_valid_HR
+      first_k: 10
+      repeat: 160
+      cache: in_memory
+  wrapper:
+    name: sr-implicit-downsampled
+    args:
+      inp_size: 48
+      scale_max: 4
+      sample_q: 2304
+  batch_size: 16
+
+data_norm:
+  inp: {sub: [0.5], div: [0.5]}
+  gt: {sub: [0.5], div: [0.5]}
+
+model:
+  name: liif
+  args:
+    encoder_spec:
+      name: edsr-baseline
+      args:
+        no_upsampling: true
+    imnet_spec:
+      name: mlp
+      args:
+        out_dim: 3
+        hidden_list: [256, 256, 256, 256]
+
+optimizer:
+  name: adam
+  args:
+    lr: 1.e-4
+epoch_max: 1000
+multi_step_lr:
+  milestones: [200, 400, 600, 800]
+  gamma: 0.5
+
+epoch_val: 1
+epoch_save: 100
+"""
+
+
+def wrapper_fields(spec) -> tuple:
+    w = datasets.make_wrapper(spec.to_dict())
+    return w.inp_size, w.scale_min, w.scale_max, w.augment, w.sample_q
+
+
+def test_official_yaml_is_the_same_run_as_our_config(tmp_path):
+    """The official train_edsr-baseline-liif.yaml, converted, is experiments/configs/edsr-baseline-liif.py."""
+    path = tmp_path / "train_edsr-baseline-liif.yaml"
+    path.write_text(OFFICIAL_EDSR_BASELINE_LIIF)
+    ours, theirs = load(next(p for p in CONFIGS if p.stem == "edsr-baseline-liif")), configs.from_official_yaml(path)
+    a, b = build_model(theirs.model.to_dict()), build_model(ours.model.to_dict())
+    assert (a.encoder, a.imnet, a.feat_unfold, a.local_ensemble, a.cell_decode) == (
+        b.encoder, b.imnet, b.feat_unfold, b.local_ensemble, b.cell_decode)
+    assert theirs.optimizer == ours.optimizer
+    for split in ("train", "val"):
+        a, b = theirs.data[split], ours.data[split]
+        assert a.batch_size == b.batch_size and wrapper_fields(a.wrapper) == wrapper_fields(b.wrapper)
+        assert a.dataset.name == b.dataset.name and a.dataset.args.repeat == b.dataset.args.repeat
+        assert a.dataset.args.root_path.endswith(pathlib.Path(b.dataset.args.root_path).name)
+    assert theirs.data.train.dataset.args.cache == "bin" and theirs.data.val.dataset.args.first_k == 10
+    assert (theirs.eval_every_steps, theirs.checkpoint_every_steps) == (None, None)
+
+
+@pytest.mark.parametrize("change, needle", [
+    (("epoch_max: 1000", "epoch_max: 1000\nresume: ./save/epoch-last.pth"), "resume"),
+    (("name: adam", "name: sgd"), "only adam"),
+    (("gt: {sub: [0.5], div: [0.5]}", "gt: {sub: [0], div: [1]}"), "data_norm"),
+    (("epoch_val: 1", "epoch_val: 5"), "epoch_val 5"),
+    (("epoch_save: 100", "epoch_save: 100\nepochs: 3"), "unknown keys ['epochs']"),
+    (("model:", "modle:"), "not an official training config"),
+])
+def test_official_yaml_refuses_what_it_cannot_reproduce(tmp_path, change, needle):
+    path = tmp_path / "x.yaml"
+    path.write_text(OFFICIAL_EDSR_BASELINE_LIIF.replace(*change))
+    with pytest.raises(ValueError, match=re.escape(needle)) as err:
+        configs.from_official_yaml(path)
+    assert str(path) in str(err.value)

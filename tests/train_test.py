@@ -198,3 +198,40 @@ def test_unknown_config_key_is_a_one_line_error(tmp_path):
     out = subprocess.run(CLI + ["--workdir", str(tmp_path), "--config.num_stepz=3"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "unknown config key" in out.stderr and "num_steps" in out.stderr and "Traceback" not in out.stderr
+
+
+TINY_OFFICIAL_YAML = """\
+train_dataset:
+  dataset: {name: samples, args: {split: train}}
+  wrapper: {name: sr-implicit-downsampled, args: {inp_size: 16, scale_max: 4, augment: true, sample_q: 64}}
+  batch_size: 4
+val_dataset:
+  dataset: {name: samples, args: {split: val, repeat: 2}}
+  wrapper: {name: sr-implicit-downsampled, args: {inp_size: 16, scale_max: 4, sample_q: 64}}
+  batch_size: 4
+data_norm:
+  inp: {sub: [0.5], div: [0.5]}
+  gt: {sub: [0.5], div: [0.5]}
+model:
+  name: liif
+  args:
+    encoder_spec: {name: edsr-baseline, args: {n_resblocks: 1, n_feats: 8, no_upsampling: true}}
+    imnet_spec: {name: mlp, args: {out_dim: 3, hidden_list: [16]}}
+optimizer: {name: adam, args: {lr: 1.e-4}}
+epoch_max: 2
+multi_step_lr: {milestones: [1], gamma: 0.5}
+epoch_val: 1
+epoch_save: 100
+"""
+
+
+def test_cli_trains_from_an_official_yaml_config(tmp_path):
+    """`--config train_x.yaml`, as the official `train_liif.py --config`, with --config.KEY overrides."""
+    (tmp_path / "tiny.yaml").write_text(TINY_OFFICIAL_YAML)
+    cmd = [sys.executable, "-m", "liif_jax.train", "--workdir", str(tmp_path / "w"), "--config", str(tmp_path / "tiny.yaml"),
+           "--config.num_workers=0", "--config.log_every_steps=1"]
+    out = subprocess.run(cmd, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 steps/epoch, steps 0 -> 4" in out.stdout and "step 4/4 (epoch 2)" in out.stdout
+    saved = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert saved["optimizer"] == {"name": "adam", "lr": 1e-4, "epochs": 2, "milestones": [1], "gamma": 0.5}
