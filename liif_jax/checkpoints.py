@@ -17,6 +17,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from liif_jax.models import LIIF, MetaSR, Spec, build_model
+from liif_jax.pth import OFFICIAL_SUFFIXES
 
 FORMAT = "liif_jax"
 PARAMS, META = "params", "meta"
@@ -88,7 +89,7 @@ def restore_params(manager_dir: pathlib.Path, step: int, abstract_params: Any) -
 
 def load_model(path: str | os.PathLike, step: int | None = None, dtype=None) -> tuple[LIIF | MetaSR, Any]:
     """(model, params) from an official `.pth` or any liif_jax checkpoint location."""
-    if str(path).endswith((".pth", ".pt")):
+    if str(path).endswith(OFFICIAL_SUFFIXES):
         from liif_jax.convert import load_official
 
         return load_official(path, dtype)

@@ -1,13 +1,19 @@
-"""Official LIIF state dicts -> liif_jax params, and `python -m liif_jax.convert IN OUT_DIR`.
+"""Official LIIF state dicts <-> liif_jax params, and `python -m liif_jax.convert IN OUT`.
 
 One rule maps every name: split the official name at dots, join each numeric index to the name
 before it, and rename `weight` to `kernel` (transposed from OIHW to HWIO, or (out, in) to (in, out)).
 `encoder.body.3.body.0.weight` -> `encoder/body_3/body_0/kernel`.
+
+The CLI writes a params-only orbax checkpoint (from an official `.pth` or a liif_jax workdir or
+checkpoint), or, when OUT ends in `.pth`, exports a liif_jax model to the official format, which
+the official test.py and demo.py load (`models.make(torch.load(OUT)['model'], load_sd=True)`).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import copy
 import os
 import sys
 from typing import Any, Mapping
@@ -20,6 +26,9 @@ from liif_jax.models import LIIF, MetaSR, Spec, build_model
 
 # State-dict entries the official forward never reads (EDSR/RCAN mean shift).
 UNUSED_PREFIXES = ("encoder.sub_mean.", "encoder.add_mean.")
+# Encoders whose official module holds those mean shifts, and the DIV2K RGB mean they shift by.
+MEAN_SHIFT_ENCODERS = ("edsr-baseline", "edsr", "rcan")
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 class CheckpointMismatchError(ValueError):
@@ -97,6 +106,27 @@ def state_dict_from_params(params: Any) -> dict[str, np.ndarray]:
     return {official_name(p): _to_official(np.asarray(v)) for p, v in flat.items()}
 
 
+def official_state_dict(model: LIIF | MetaSR, params: Any) -> collections.OrderedDict[str, np.ndarray]:
+    """The float32 state dict the official model's strict `load_state_dict` takes, mean shifts included."""
+    sd = collections.OrderedDict()
+    enc_spec = model.spec["args"]["encoder_spec"]
+    if enc_spec["name"] in MEAN_SHIFT_ENCODERS:  # values as the official MeanShift sets them (std 1)
+        rgb_range = (enc_spec.get("args") or {}).get("rgb_range", 1)
+        for name, sign in (("sub_mean", -1), ("add_mean", 1)):
+            sd[f"encoder.{name}.weight"] = np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1)
+            sd[f"encoder.{name}.bias"] = sign * rgb_range * np.array(DIV2K_RGB_MEAN, np.float32)
+    sd.update((k, np.asarray(v, np.float32)) for k, v in state_dict_from_params(params).items())
+    return sd
+
+
+def save_official(path: str | os.PathLike, model: LIIF | MetaSR, params: Any) -> None:
+    """Writes `{'model': {'name', 'args', 'sd'}}`, all that the official test.py and demo.py read."""
+    from liif_jax.pth import save_pth
+
+    entry = {**copy.deepcopy(model.spec), "sd": official_state_dict(model, params)}
+    save_pth(path, {"model": entry})
+
+
 def model_spec_of(model_entry: Mapping[str, Any], source: str) -> Spec:
     """The `{'name', 'args'}` spec of an official checkpoint's `model` entry."""
     if not isinstance(model_entry, Mapping) or not {"name", "args", "sd"} <= set(model_entry):
@@ -122,18 +152,32 @@ def load_official(path: str | os.PathLike, dtype=None) -> tuple[LIIF | MetaSR, A
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m liif_jax.convert",
-        description="Write a params-only liif_jax orbax checkpoint from an official LIIF .pth, "
-        "or from a training workdir / checkpoint (dropping optimizer and data state, e.g. to ship a model).",
+        description="Write a params-only liif_jax orbax checkpoint from an official LIIF .pth, or from a "
+        "training workdir / checkpoint (dropping optimizer and data state, e.g. to ship a model); "
+        "or, when OUTPUT ends in .pth, export a liif_jax model for the official PyTorch code.",
     )
     parser.add_argument("input", help="official checkpoint (.pth), training workdir, or liif_jax checkpoint directory")
-    parser.add_argument("output", help="directory for the orbax checkpoint (must not exist or be empty)")
+    parser.add_argument(
+        "output", help="directory for the orbax checkpoint (must not exist or be empty), or a new official .pth file"
+    )
     parser.add_argument("--step", type=int, default=None, help="checkpoint step of a workdir (default: latest)")
     args = parser.parse_args(argv)
     from liif_jax.checkpoints import load_model, save_model
+    from liif_jax.pth import OFFICIAL_SUFFIXES
 
+    to_pth = args.output.endswith(OFFICIAL_SUFFIXES)
     try:
+        if to_pth and args.input.endswith(OFFICIAL_SUFFIXES):
+            raise ValueError(f"{args.input} is already an official checkpoint; nothing to convert (copy it instead)")
+        if to_pth and os.path.exists(args.output):
+            raise FileExistsError(f"{args.output}: output file exists; choose a new name or delete it")
         model, params = load_model(args.input, args.step)
-        path = save_model(args.output, model.spec, params)
+        if to_pth:
+            os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+            save_official(args.output, model, params)
+            path = os.path.abspath(args.output)
+        else:
+            path = save_model(args.output, model.spec, params)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import reference
-import torchfile
 from liif_jax import convert, pth
 from liif_jax.checkpoints import load_model, save_model
 from liif_jax.models import build_model
@@ -75,7 +74,7 @@ def test_pth_model_args_are_honoured(name, tmp_path):
     path = tmp_path / "model.pth"
     spec = reference.manifest()[name]["model_spec"]
     sd = collections.OrderedDict(reference.state_dict(ref))
-    torchfile.save(path, {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}, "epoch": 3})
+    pth.save_pth(path, {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}, "epoch": 3})
     model, params = load_model(path)
     assert model.spec == spec
     out = model.apply(params, jnp.asarray(reference.nhwc(ref["inp"])), ref["coord"], ref["cell"])
@@ -117,7 +116,7 @@ def test_non_checkpoint_files_get_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a PyTorch zip checkpoint"):
         pth.load_pth(legacy)
     other = tmp_path / "other.pth"
-    torchfile.save(other, {"state_dict": {}})
+    pth.save_pth(other, {"state_dict": {}})
     with pytest.raises(ValueError, match="no 'model' entry"):
         load_model(other)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
@@ -156,7 +155,7 @@ def test_save_model_round_trip_with_another_spec(tmp_path):
 
 
 def test_convert_cli_exports_params_only_from_a_training_workdir(tmp_path):
-    """What ships a trained model: params and spec, no optimizer or data-iterator state."""
+    """What ships a trained model: params and spec, no optimizer or data-iterator state; or a .pth."""
     import sys
 
     sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -168,9 +167,11 @@ def test_convert_cli_exports_params_only_from_a_training_workdir(tmp_path):
     assert convert.main([str(tmp_path / "run"), str(tmp_path / "export"), "--step", "4"]) == 0
     assert sorted(p.name for p in (tmp_path / "export" / "0").iterdir() if p.is_dir()) == ["meta", "params"]
     m1, p1 = load_model(tmp_path / "run")
-    m2, p2 = load_model(tmp_path / "export")
-    assert m2.spec == m1.spec
-    jax.tree.map(np.testing.assert_array_equal, p2, p1)
+    assert convert.main([str(tmp_path / "run"), str(tmp_path / "run.pth")]) == 0  # and for the official code
+    for exported in (tmp_path / "export", tmp_path / "run.pth"):
+        m2, p2 = load_model(exported)
+        assert m2.spec == m1.spec
+        jax.tree.map(np.testing.assert_array_equal, p2, p1)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -181,8 +182,92 @@ def test_half_precision_checkpoints_load_as_their_exact_values(dtype, tmp_path):
     _, _, ref = reference.load("rdn_liif_small")
     spec = reference.manifest()["rdn_liif_small"]["model_spec"]
     sd = collections.OrderedDict((k, v.astype(np_dtype)) for k, v in reference.state_dict(ref).items())
-    torchfile.save(tmp_path / "half.pth", {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}})
+    pth.save_pth(tmp_path / "half.pth", {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}})
     _, params = load_model(tmp_path / "half.pth")
     back = convert.state_dict_from_params(params)
     for k, v in sd.items():
         np.testing.assert_array_equal(back[k], v.astype(np.float32))
+
+
+def test_export_to_pth_gives_back_the_official_file(reference_dir, tmp_path):
+    """Official .pth -> our params -> .pth: the same spec and the complete state dict, mean shifts included."""
+    original = pth.load_pth(reference_dir / "edsr_baseline_liif_seed1.pth")["model"]
+    model, params = convert.load_official(reference_dir / "edsr_baseline_liif_seed1.pth")
+    convert.save_official(tmp_path / "out.pth", model, params)
+    exported = pth.load_pth(tmp_path / "out.pth")
+    assert list(exported) == ["model"]  # all that the official test.py and demo.py read
+    entry = exported["model"]
+    assert {k: entry[k] for k in ("name", "args")} == {k: original[k] for k in ("name", "args")}
+    assert isinstance(entry["sd"], collections.OrderedDict) and set(entry["sd"]) == set(original["sd"])
+    for k, v in original["sd"].items():
+        assert entry["sd"][k].dtype == np.float32
+        np.testing.assert_array_equal(entry["sd"][k], v, err_msg=k)
+
+
+def test_metasr_export_is_the_official_state_dict():
+    """The MetaSR vectors hold the official model's full state dict (EDSR mean shifts too)."""
+    from metasr_reference_test import load
+
+    model, params, arrs = load()
+    sd = convert.official_state_dict(model, params)
+    want = reference.state_dict(arrs)
+    assert set(sd) == set(want)
+    for k, v in want.items():
+        np.testing.assert_array_equal(sd[k], v, err_msg=k)
+
+
+def test_convert_cli_exports_a_checkpoint_to_pth_and_refuses_what_it_cannot(tmp_path, capsys):
+    model, params, _ = reference.load("rdn_liif_small")
+    save_model(tmp_path / "ckpt", model.spec, params, step=3)
+    out = tmp_path / "sub" / "rdn.pth"
+    assert convert.main([str(tmp_path / "ckpt"), str(out), "--step", "3"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    model2, params2 = load_model(out)
+    assert model2.spec == model.spec
+    jax.tree.map(np.testing.assert_array_equal, params2, params)
+    sd = pth.load_pth(out)["model"]["sd"]
+    assert set(sd) == set(convert.state_dict_from_params(params))  # RDN has no mean shift to add
+
+    for argv, message in [
+        ([str(out), str(tmp_path / "again.pth")], "rdn.pth is already an official checkpoint; nothing to convert"),
+        ([str(tmp_path / "ckpt"), str(out)], "rdn.pth: output file exists"),
+        ([str(tmp_path / "nope"), str(tmp_path / "x.pth")], "nope: no such model file or directory"),
+    ]:
+        assert convert.main(argv) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "again.pth").exists() and not (tmp_path / "x.pth").exists()
+
+
+def test_pth_writer_names_only_what_torch_load_allows(tmp_path):
+    """`torch.load(weights_only=True)` accepts only a few globals; the writer names no others."""
+    import ml_dtypes
+    import pickletools
+
+    arrays = {
+        "f32": np.arange(12, dtype=np.float32).reshape(3, 4).T,  # not contiguous
+        "scalar": np.full((), 2.5, np.float32),
+        "f16": np.arange(3, dtype=np.float16),
+        "bf16": np.arange(3).astype(ml_dtypes.bfloat16),
+        "big_endian": np.arange(3, dtype=">f4"),
+        "i64": np.arange(3, dtype=np.int64),
+    }
+    obj = {"sd": collections.OrderedDict(arrays), "args": {"hidden": [16, 16], "t": (1, 2.0), "x": None, "b": True}}
+    pth.save_pth(tmp_path / "a.pth", obj)
+    back = pth.load_pth(tmp_path / "a.pth")
+    assert back["args"] == obj["args"] and list(back["sd"]) == list(arrays)
+    for k, v in arrays.items():
+        assert back["sd"][k].shape == v.shape and back["sd"][k].dtype == v.dtype.newbyteorder("=")
+        np.testing.assert_array_equal(back["sd"][k], v)
+    with zipfile.ZipFile(tmp_path / "a.pth") as z:
+        names = {arg for op, arg, _ in pickletools.genops(z.read("archive/data.pkl")) if op.name == "GLOBAL"}
+        for info in z.infolist():  # storages at multiples of 64 bytes, as torch writes them (mmap=True)
+            assert (info.header_offset + 30 + len(info.filename) + len(info.extra)) % 64 == 0
+    assert names == {"torch._utils _rebuild_tensor_v2", "collections OrderedDict", "torch FloatStorage",
+                     "torch HalfStorage", "torch BFloat16Storage", "torch LongStorage"}
+
+
+@pytest.mark.parametrize("value", [np.float32(1.0), np.zeros(2, np.complex64), b"bytes", {1, 2}, jnp.zeros(2)])
+def test_pth_writer_refuses_what_it_cannot_write(value, tmp_path):
+    with pytest.raises(TypeError, match=r"bad\.pth: cannot save"):
+        pth.save_pth(tmp_path / "bad.pth", {"x": value})
+    assert not (tmp_path / "bad.pth").exists()

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 import reference
-import torchfile
 from liif_jax import data, evaluate, imaging, metrics, report
 from liif_jax.checkpoints import save_model
 from liif_jax.imaging import ImageError, resize_bicubic, to_float01
 from liif_jax.models import build_model
+from liif_jax.pth import save_pth
 
 TINY_SPEC = {
     "name": "liif",
@@ -109,7 +109,7 @@ def test_cli_on_official_pth_paired_benchmark(tmp_path, capsys, benchmark_x4, be
     spec = reference.manifest()["eval_benchmark_x4"]["model_spec"]
     pth = tmp_path / "model.pth"
     sd = collections.OrderedDict(reference.state_dict(arrs))
-    torchfile.save(pth, {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}, "epoch": 1})
+    save_pth(pth, {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}, "epoch": 1})
     lr_dir, hr_dir = benchmark_dirs
     out_json = tmp_path / "res.json"
     rc, out, err = run_cli(

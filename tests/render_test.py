@@ -37,16 +37,16 @@ def _lr_png(ref, path):
 
 
 def test_demo_gives_the_official_demo_pixels(reference_dir, tmp_path, capsys):
-    """The eval reference uses the .pth's architecture; its own weights go in a .pth via torchfile."""
+    """The eval reference uses the .pth's architecture; its own weights go in a .pth via save_pth."""
     import collections
 
-    import torchfile
+    from liif_jax.pth import save_pth
 
     _, _, ref = reference.load("eval_div2k_x3")
     spec = reference.manifest()["eval_div2k_x3"]["model_spec"]
     model_path = tmp_path / "model.pth"
     sd = collections.OrderedDict(reference.state_dict(ref))
-    torchfile.save(model_path, {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}})
+    save_pth(model_path, {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}})
     _lr_png(ref, tmp_path / "in.png")
     out = tmp_path / "out.png"
     rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(model_path), "--resolution", "96,120",
