@@ -1,7 +1,8 @@
 """`python -m liif_jax.demo --input IN.png --model MODEL --resolution H,W --output OUT.png`.
 
 The official demo.py's flags and output: MODEL is an official `.pth` or a liif_jax checkpoint
-(training workdir, checkpoint directory or step directory).
+(training workdir, checkpoint directory or step directory). `--scale S` instead of `--resolution`
+asks for round(S x) the input size.
 """
 
 from __future__ import annotations
@@ -39,27 +40,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m liif_jax.demo", description="Render an image at any resolution with LIIF.")
     parser.add_argument("--input", required=True, help="input image (any PIL format; converted to RGB)")
     parser.add_argument("--model", required=True, help="official .pth, liif_jax workdir or checkpoint directory")
-    parser.add_argument("--resolution", required=True, type=parse_resolution, help="output size H,W")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--resolution", type=parse_resolution, help="output size H,W")
+    size.add_argument("--scale", type=float, help="output size as a multiple of the input size, e.g. 4 or 2.5")
     parser.add_argument("--output", required=True, help="output image path (PNG recommended)")
     parser.add_argument("--batch-queries", type=int, default=DEFAULT_BATCH_QUERIES, help="queries per chunk (memory bound)")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     args = parser.parse_args(argv)
     if args.batch_queries <= 0:
         parser.error("--batch-queries must be positive")
+    if args.scale is not None and not args.scale > 0:
+        parser.error(f"--scale must be positive, got {args.scale}")
     try:
         img = imaging.load_rgb(args.input)
         model, params = load_model(args.model, args.step)
     except (imaging.ImageError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    size = args.resolution or (max(1, round(img.shape[0] * args.scale)), max(1, round(img.shape[1] * args.scale)))
     t0 = time.perf_counter()
-    pred = upscale(model, params, imaging.to_float01(img), args.resolution, args.batch_queries)
+    pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries)
     try:
         Image.fromarray(to_uint8_official(pred)).save(args.output)
     except (OSError, ValueError) as e:
         print(f"error: cannot write --output {args.output}: {e}", file=sys.stderr)
         return 1
-    h, w = args.resolution
+    h, w = size
     print(f"{args.input} ({img.shape[0]}x{img.shape[1]}) -> {args.output} ({h}x{w}) in {time.perf_counter() - t0:.2f} s")
     return 0
 

@@ -68,6 +68,18 @@ def test_demo_accepts_gray_and_rgba_inputs(reference_dir, tmp_path):
         assert rc == 0 and Image.open(out).size == (17, 15) and Image.open(out).mode == "RGB"
 
 
+def test_demo_scale_multiplies_the_input_size(reference_dir, tmp_path, capsys):
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(reference_dir / "edsr_baseline_liif_seed1.pth"),
+                    "--scale", "2.5", "--output", str(out)])
+    assert rc == 0 and Image.open(out).size == (30, 25)
+    for bad in (["--scale", "0"], ["--scale", "2", "--resolution", "4,4"]):
+        with pytest.raises(SystemExit):
+            demo.main(["--input", str(tmp_path / "in.png"), "--model", "m.pth", "--output", str(out), *bad])
+        assert "--scale" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("text", ["100", "a,b", "0,10", "10,-1", "1,2,3", "2.5,3"])
 def test_demo_rejects_bad_resolutions(text, reference_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
