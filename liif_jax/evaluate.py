@@ -33,7 +33,7 @@ import numpy as np
 
 from liif_jax import data, datasets, metrics, report
 from liif_jax.checkpoints import load_model
-from liif_jax.imaging import ImageError, downsample, to_float01
+from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import LIIF, MetaSR
 from liif_jax.render import DEFAULT_BATCH_QUERIES, upscale
 
@@ -162,6 +162,27 @@ def evaluate(
     if save_images is not None and len(scales) > 1:
         report.plot_psnr_vs_scale(pathlib.Path(save_images) / PLOT_NAME, report.aggregate(results))
     return results
+
+
+class CenterCropped:
+    """A source of HR images seen through `imaging.center_crop`, cropped when read."""
+
+    def __init__(self, source: Sequence[Any], side: int):
+        if side <= 0:
+            raise ValueError(f"--center-crop must be positive, got {side}")
+        self.source, self.side = source, side
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        element = self.source[i]
+        if isinstance(element, Mapping):
+            raise ValueError(f"{_where(self.source, None, i)}: --center-crop applies to HR images, not given LR/HR pairs")
+        return center_crop(element, self.side)
+
+    def describe(self, i: int) -> str:
+        return f"{_where(self.source, None, i)} (central {self.side}x{self.side})"
 
 
 def _name(source: Sequence[Any], names: Sequence[str] | None, i: int) -> str:
@@ -303,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--split-file", help="JSON {split: [file names]} selecting the folder images (the official CelebA-HQ split.json)"
     )
     parser.add_argument("--split-key", help="split of --split-file to evaluate (the official CelebA-HQ tests: val)")
+    parser.add_argument(
+        "--center-crop", type=int, metavar="SIDE", help="evaluate the central SIDE x SIDE pixels of each HR image (quick looks)"
+    )
     parser.add_argument("--json", help="write the results (per scale and per image) to this JSON file")
     parser.add_argument(
         "--batch-queries", type=int, help=f"queries per chunk (bounds memory; default {DEFAULT_BATCH_QUERIES}, or the config's eval_bsize)"
@@ -335,7 +359,11 @@ def run(args: argparse.Namespace) -> list[report.ImageResult]:
     if batch_queries <= 0:
         raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
     check_scales(scales, args.protocol)
+    if args.center_crop is not None and paired:
+        raise ValueError("--center-crop applies to HR images, not to given LR images (--lr-dir / --tfds-lr-key)")
     source, names = open_source(args)
+    if args.center_crop is not None:
+        source = CenterCropped(source, args.center_crop)
     model, params = load_model(args.model, args.step)
     print(f"evaluating {len(source)} images at scale(s) {args.scale} under protocol {args.protocol!r}", flush=True)
     results = evaluate(model, params, source, scales, args.protocol, batch_queries, args.save_images, names=names)
@@ -347,7 +375,7 @@ def run(args: argparse.Namespace) -> list[report.ImageResult]:
 def run_official_config(args: argparse.Namespace) -> list[report.ImageResult]:
     """`--config test.yaml`: what the official `python test.py --config test.yaml` measures."""
     given = [flag for flag, value in (("--scale", args.scale), ("--protocol", args.protocol), ("--lr-dir", args.lr_dir),
-                                      ("--split-file", args.split_file)) if value is not None]
+                                      ("--split-file", args.split_file), ("--center-crop", args.center_crop)) if value is not None]
     if given:
         raise ValueError(f"{', '.join(given)} cannot be combined with --config: the config sets the data, scale and protocol")
     test = read_official_test_config(args.config)

@@ -84,6 +84,14 @@ def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
     return files
 
 
+def center_crop(img: np.ndarray, side: int) -> np.ndarray:
+    """The central side x side window of an (H, W, ...) image (a dimension smaller than side is
+    kept whole): a quick look at images too large to evaluate whole on a CPU."""
+    img = np.asarray(img)
+    top, left = max(0, (img.shape[0] - side) // 2), max(0, (img.shape[1] - side) // 2)
+    return img[top : top + side, left : left + side]
+
+
 def downsample(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """(LR, cropped HR) as the official `sr-implicit-downsampled` with `inp_size: None`.
 

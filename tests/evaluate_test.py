@@ -374,3 +374,18 @@ def test_bad_official_test_config_names_the_file(tmp_path, capsys, body, needle)
 def test_config_excludes_scale_and_protocol(tmp_path, capsys):
     rc, _, err = run_cli(capsys, "--model", tmp_path / "none", "--config", tmp_path / "c.yaml", "--scale", "4")
     assert_clean_error(rc, err, "--scale", "--config")
+
+
+def test_center_crop_evaluates_the_middle_of_each_image(tmp_path, capsys, tiny_ckpt, tiny):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    write_png(tmp_path / "hr" / "a.png", img)
+    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--protocol", "plain",
+                         "--center-crop", "20", "--json", tmp_path / "r.json")
+    assert rc == 0, err
+    [result] = evaluate.evaluate(*tiny, [img[15:35, 25:45]], [2], "plain", progress=False)
+    assert json.loads((tmp_path / "r.json").read_text())["mean_psnr"] == pytest.approx(result.psnr, abs=1e-9)
+    assert imaging.center_crop(img, 100).shape == img.shape  # smaller images are kept whole
+    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--lr-dir", tmp_path / "hr",
+                         "--scale", "2", "--protocol", "plain", "--center-crop", "20")
+    assert_clean_error(rc, err, "--center-crop")
