@@ -189,3 +189,12 @@ def test_official_yaml_refuses_what_it_cannot_reproduce(tmp_path, change, needle
     with pytest.raises(ValueError, match=re.escape(needle)) as err:
         configs.from_official_yaml(path)
     assert str(path) in str(err.value)
+
+
+def test_skimage_split_file_is_the_quickstart_split():
+    """experiments/configs/splits/skimage-photos.json lets the CLIs name the quick start's held-out photos."""
+    from liif_jax import data
+
+    split = json.loads((CONFIGS[0].parent / "splits" / "skimage-photos.json").read_text())
+    assert split == {"train": list(data.SAMPLE_IMAGES[:-2]), "val": list(data.SAMPLE_IMAGES[-2:])}
+    assert [n.split("/")[-1] for n in map(data.sample_images("val").describe, range(2))] == split["val"]
