@@ -97,7 +97,8 @@ def celebahq_config(lr_size: int, hr_size: int) -> ml_collections.ConfigDict:
 
 _OFFICIAL_KEYS = {"train_dataset", "val_dataset", "data_norm", "model", "optimizer", "epoch_max", "multi_step_lr",
                   "epoch_val", "epoch_save", "eval_type", "eval_bsize", "resume"}
-_STANDARD_NORM = {"inp": {"sub": [0.5], "div": [0.5]}, "gt": {"sub": [0.5], "div": [0.5]}}
+# The `data_norm` of every official config: (x - 0.5) / 0.5 for inputs and targets, as `imaging.normalize`.
+OFFICIAL_DATA_NORM = {"inp": {"sub": [0.5], "div": [0.5]}, "gt": {"sub": [0.5], "div": [0.5]}}
 
 
 def _tuples(x: Any) -> Any:
@@ -136,7 +137,7 @@ def from_official_yaml(path: str | os.PathLike) -> ml_collections.ConfigDict:
         raise refuse("resume is not supported: run again with the same --workdir to resume")
     if y.get("eval_type") is not None or y.get("eval_bsize") is not None:
         raise refuse("eval_type / eval_bsize during training are not supported; use python -m liif_jax.evaluate")
-    if y.get("data_norm") != _STANDARD_NORM:
+    if y.get("data_norm") != OFFICIAL_DATA_NORM:
         raise refuse(f"data_norm must be inp/gt sub [0.5] div [0.5] (every official config), got {y.get('data_norm')}")
     optimizer = y["optimizer"]
     if optimizer.get("name") != "adam" or set(optimizer.get("args") or {}) - {"lr"}:

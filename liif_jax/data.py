@@ -192,7 +192,7 @@ class ImageFolder:
         _check_counts(first_k, repeat)
         files = list_images(root) if split_file is None else _split_files(root, split_file, split_key)
         self._images = _CachedImages(files[:first_k], cache, pathlib.Path(cache_dir or _default_bin_dir(root)))
-        self.files, self.repeat, self.cache = self._images.files, repeat, self._images.mode
+        self.files, self.repeat = self._images.files, repeat
 
     def __len__(self) -> int:
         return len(self.files) * self.repeat

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from liif_jax import data, datasets, metrics, report
+from liif_jax import configs, data, datasets, metrics, report
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import LIIF, MetaSR
@@ -254,9 +254,6 @@ class OfficialTest:
     batch_queries: int
 
 
-_STANDARD_NORM = {"sub": [0.5], "div": [0.5]}
-
-
 def read_official_test_config(path: str | os.PathLike) -> OfficialTest:
     """An official test YAML (`test_dataset` {dataset, wrapper}, `eval_type`, `eval_bsize`,
     `data_norm`), as `python test.py --config` reads it; relative data paths are from the working
@@ -272,7 +269,7 @@ def read_official_test_config(path: str | os.PathLike) -> OfficialTest:
     except (OSError, yaml.YAMLError, TypeError, KeyError) as err:
         raise ValueError(f"--config {where}: not an official test config (test_dataset: dataset, wrapper): {err}") from None
     norm = config.get("data_norm")
-    if norm != {"inp": _STANDARD_NORM, "gt": _STANDARD_NORM}:
+    if norm != configs.OFFICIAL_DATA_NORM:
         raise ValueError(f"--config {where}: data_norm must be the official inp/gt sub [0.5] div [0.5], got {norm}")
     try:
         protocol, type_scale = metrics.eval_type_to_protocol(config.get("eval_type"))
@@ -348,48 +345,49 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> list[report.ImageResult]:
     """Checks the flags, then evaluates; cheap checks come before loading the model and images."""
     if args.config is not None:
-        return run_official_config(args)
+        test = official_config_test(args)
+        source, names, scales, protocol, batch_queries = test.source, test.names, [test.scale], test.protocol, test.batch_queries
+    else:
+        (source, names, scales, protocol), batch_queries = flags_test(args), DEFAULT_BATCH_QUERIES
+    batch_queries = batch_queries if args.batch_queries is None else args.batch_queries
+    if batch_queries <= 0:
+        raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
+    model, params = load_model(args.model, args.step)
+    print(f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
+          f"{protocol!r}", flush=True)
+    results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names)
+    if args.json is not None:
+        report.write_json(args.json, results)
+    return results
+
+
+def flags_test(args: argparse.Namespace) -> tuple[Sequence[Any], list[str], list[float], metrics.Protocol]:
+    """(source, names, scales, protocol) that the data flags (--hr-dir / --lr-dir / --tfds, --scale,
+    --protocol, --center-crop) ask for."""
     if args.scale is None or args.protocol is None:
         raise ValueError("--scale and --protocol are required (or give an official test config with --config)")
     scales = parse_scales(args.scale)
-    batch_queries = DEFAULT_BATCH_QUERIES if args.batch_queries is None else args.batch_queries
     paired = args.lr_dir is not None or (args.tfds is not None and args.tfds_lr_key is not None)
     if paired and len(scales) != 1:
         raise ValueError(f"given LR images (--lr-dir / --tfds-lr-key) have one scale; got --scale {args.scale}")
-    if batch_queries <= 0:
-        raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
+    if args.batch_queries is not None and args.batch_queries <= 0:  # before opening the images
+        raise ValueError(f"--batch-queries must be positive, got {args.batch_queries}")
     check_scales(scales, args.protocol)
     if args.center_crop is not None and paired:
         raise ValueError("--center-crop applies to HR images, not to given LR images (--lr-dir / --tfds-lr-key)")
     source, names = open_source(args)
     if args.center_crop is not None:
         source = CenterCropped(source, args.center_crop)
-    model, params = load_model(args.model, args.step)
-    print(f"evaluating {len(source)} images at scale(s) {args.scale} under protocol {args.protocol!r}", flush=True)
-    results = evaluate(model, params, source, scales, args.protocol, batch_queries, args.save_images, names=names)
-    if args.json is not None:
-        report.write_json(args.json, results)
-    return results
+    return source, names, scales, args.protocol
 
 
-def run_official_config(args: argparse.Namespace) -> list[report.ImageResult]:
+def official_config_test(args: argparse.Namespace) -> OfficialTest:
     """`--config test.yaml`: what the official `python test.py --config test.yaml` measures."""
     given = [flag for flag, value in (("--scale", args.scale), ("--protocol", args.protocol), ("--lr-dir", args.lr_dir),
                                       ("--split-file", args.split_file), ("--center-crop", args.center_crop)) if value is not None]
     if given:
         raise ValueError(f"{', '.join(given)} cannot be combined with --config: the config sets the data, scale and protocol")
-    test = read_official_test_config(args.config)
-    batch_queries = test.batch_queries if args.batch_queries is None else args.batch_queries
-    if batch_queries <= 0:
-        raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
-    model, params = load_model(args.model, args.step)
-    print(f"evaluating {len(test.source)} images at scale {test.scale:g} under protocol {test.protocol!r} "
-          f"({args.config})", flush=True)
-    results = evaluate(model, params, test.source, [test.scale], test.protocol, batch_queries, args.save_images,
-                       names=test.names)
-    if args.json is not None:
-        report.write_json(args.json, results)
-    return results
+    return read_official_test_config(args.config)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,10 +46,10 @@ def official_yaml_to_config_file(argv: list[str]) -> list[str]:
         name, eq, value = arg.partition("=")
         if name not in ("--config", "-config"):
             continue
-        if not eq and i + 1 < len(out):
-            i, value = i + 1, out[i + 1]
+        at = i if eq else i + 1  # --config=X.yaml, or --config X.yaml
+        value = value if eq else (out[at] if at < len(out) else "")
         if value.endswith((".yaml", ".yml")):
-            out[i] = (f"{name}=" if eq else "") + f"{_CONFIGS_PY}:{value}"
+            out[at] = (f"{name}=" if eq else "") + f"{_CONFIGS_PY}:{value}"
     return out
 
 

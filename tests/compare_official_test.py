@@ -1,17 +1,11 @@
 """experiments/compare_official.py: our side of the comparison and its table (the official side
 needs PyTorch, which the tests do not; experiments/results/official_vs_ours_*.md are its runs)."""
 
-import importlib.util
-import pathlib
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from conftest import REPO, load_module
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("compare_official", REPO / "experiments" / "compare_official.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / "experiments" / "compare_official.py")
 
 
 def test_our_side_times_the_training_step_and_the_render(monkeypatch):

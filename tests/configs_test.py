@@ -1,25 +1,22 @@
 """Every experiment config loads, builds its model, and names the official recipe's fields."""
 
-import importlib.util
 import json
-import re
 import pathlib
+import re
 
 import jax
 import numpy as np
 import pytest
 
+from conftest import REPO, load_module
 from liif_jax import configs, datasets
 from liif_jax.models import build_model
 
-CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.py"))
+CONFIGS = sorted((REPO / "experiments" / "configs").glob("*.py"))
 
 
 def load(path: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_module(path).get_config()
 
 
 def test_there_is_a_config_per_official_run():

@@ -1,18 +1,16 @@
 """experiments/precision.py: the PSNR change of TF32 and bf16 against float32, per scale."""
 
-import importlib.util
 import json
-import pathlib
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO, load_module
 from liif_jax.checkpoints import save_model
 from liif_jax.models import build_model
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 SPEC = {
     "name": "liif",
     "args": {
@@ -23,10 +21,7 @@ SPEC = {
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("precision", REPO / "experiments" / "precision.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / "experiments" / "precision.py")
 
 
 def test_precision_report_compares_every_setting_with_float32(tmp_path):
