@@ -9,7 +9,7 @@ import pathlib
 import numpy as np
 
 from conftest import REFERENCE_DIR
-from liif_jax.convert import params_from_state_dict
+from liif_jax.state_dict import params_from_state_dict
 from liif_jax.models import build_model
 
 
