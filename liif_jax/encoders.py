@@ -1,6 +1,8 @@
-"""Convolutional encoders of the official LIIF code, feature-map output only (`no_upsampling`).
+"""Convolutional encoders of the official LIIF code.
 
-Module names mirror the official state-dict names with each numeric index joined to the name
+LIIF and MetaSR use the feature map (`no_upsampling: true`). Without it, EDSR and RDN end with
+their official upsampling tails (EDSR's pixel-shuffle `Upsampler`, RDN's `UPNet`) and output RGB
+at a fixed `scale`: the paper's fixed-scale baselines. Module names mirror the official state-dict names with each numeric index joined to the name
 before it (`body.3.body.0` -> `body_3/body_0`), so that converting an official checkpoint is one
 mechanical rule (see `liif_jax.convert`). Inputs and outputs are NHWC.
 """
@@ -38,24 +40,45 @@ def residual_body(x, blocks: list[Callable[..., nn.Module]], n_feats: int, dtype
     return conv(n_feats, 3, n_feats, f"body_{len(blocks)}", dtype)(res) + x
 
 
+def pixel_shuffle(x: jnp.ndarray, r: int) -> jnp.ndarray:
+    """PyTorch `PixelShuffle(r)` on NHWC: channel c * r * r + i * r + j goes to pixel (i, j) of c."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h, w, c // (r * r), r, r)
+    return x.transpose(0, 1, 4, 2, 5, 3).reshape(b, h * r, w * r, c // (r * r))
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n >= 2 and n & (n - 1) == 0
+
+
 class EDSR(nn.Module):
-    """EDSR (Lim et al. 2017) without the upsampling tail; mean shift unused as in LIIF."""
+    """EDSR (Lim et al. 2017); mean shift unused as in LIIF. With `upsample_scale` it ends with the
+    official tail (`tail.0` the Upsampler: conv + shuffle 2 per factor 2, or one conv + shuffle 3;
+    `tail.1` a conv to RGB); without, it returns the feature map."""
 
     n_resblocks: int = 16
     n_feats: int = 64
     res_scale: float = 1.0
     n_colors: int = 3
+    upsample_scale: int | None = None
     dtype: Dtype = None
 
     @property
     def out_dim(self) -> int:
-        return self.n_feats
+        return self.n_colors if self.upsample_scale else self.n_feats
 
     @nn.compact
     def __call__(self, x):
         x = conv(self.n_feats, 3, self.n_colors, "head_0", self.dtype)(x)
         block = functools.partial(ResBlock, self.n_feats, self.res_scale, self.dtype)
-        return residual_body(x, [block] * self.n_resblocks, self.n_feats, self.dtype)
+        x = residual_body(x, [block] * self.n_resblocks, self.n_feats, self.dtype)
+        if not self.upsample_scale:
+            return x
+        s, n = self.upsample_scale, self.n_feats
+        factors = [2] * (s.bit_length() - 1) if _is_power_of_two(s) else [s]
+        for k, r in enumerate(factors):
+            x = pixel_shuffle(conv(n * r * r, 3, n, f"tail_0_{2 * k}", self.dtype)(x), r)
+        return conv(self.n_colors, 3, n, "tail_1", self.dtype)(x)
 
 
 class RDBConv(nn.Module):
@@ -92,17 +115,20 @@ RDN_CONFIGS = {"A": (20, 6, 32), "B": (16, 8, 64)}  # (D blocks, C convs per blo
 
 
 class RDN(nn.Module):
-    """RDN (Zhang et al. 2018) without the upsampling net."""
+    """RDN (Zhang et al. 2018). With `upsample_scale` (2, 3, 4) it ends with the official `UPNet`
+    (conv + shuffle r, or two conv + shuffle 2 for 4, then a conv to RGB); without, it returns
+    the feature map."""
 
     G0: int = 64
     RDNkSize: int = 3
     RDNconfig: str = "B"
     n_colors: int = 3
+    upsample_scale: int | None = None
     dtype: Dtype = None
 
     @property
     def out_dim(self) -> int:
-        return self.G0
+        return self.n_colors if self.upsample_scale else self.G0
 
     @nn.compact
     def __call__(self, x):
@@ -115,8 +141,13 @@ class RDN(nn.Module):
             x = RDB(self.G0, g, c, self.dtype, name=f"RDBs_{i}")(x)
             outs.append(x)
         x = conv(self.G0, 1, d * self.G0, "GFF_0", self.dtype)(jnp.concatenate(outs, axis=-1))
-        x = conv(self.G0, k, self.G0, "GFF_1", self.dtype)(x)
-        return x + f1
+        x = conv(self.G0, k, self.G0, "GFF_1", self.dtype)(x) + f1
+        if not self.upsample_scale:
+            return x
+        factors = [2, 2] if self.upsample_scale == 4 else [self.upsample_scale]
+        for i, r in enumerate(factors):
+            x = pixel_shuffle(conv(g * r * r, k, g if i else self.G0, f"UPNet_{2 * i}", self.dtype)(x), r)
+        return conv(self.n_colors, k, g, f"UPNet_{2 * len(factors)}", self.dtype)(x)
 
 
 class CALayer(nn.Module):
@@ -209,22 +240,28 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "rcan": _rcan,
 }
 
-# Official args that only concern the upsampling tail or the unused mean shift.
-_IGNORED_ARGS = ("scale", "rgb_range")
+# The scales each official upsampling tail supports (EDSR: powers of two and 3; RDN: 2, 3, 4).
+_TAIL_SCALES: dict[str, Callable[[int], bool]] = {
+    "edsr-baseline": lambda s: s == 3 or _is_power_of_two(s),
+    "edsr": lambda s: s == 3 or _is_power_of_two(s),
+    "rdn": lambda s: s in (2, 3, 4),
+}
 
 
 def make_encoder(name: str, args: dict[str, Any] | None = None, dtype: Dtype = None) -> nn.Module:
-    """Builds an encoder from an official `encoder_spec` (`{'name': ..., 'args': {...}}`)."""
+    """Builds an encoder from an official `encoder_spec` (`{'name': ..., 'args': {...}}`): the
+    feature map with `no_upsampling: true`, else RGB upsampled by `scale` (official default 2)."""
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; available: {', '.join(ENCODERS)}")
     args = dict(args or {})
+    args.pop("rgb_range", None)  # only the unused mean shift reads it
+    scale = args.pop("scale", 2)
     if not args.pop("no_upsampling", False):
-        raise ValueError(
-            f"encoder {name!r}: LIIF uses the feature map, so the spec must set no_upsampling: true "
-            "(the upsampling tail is not implemented)"
-        )
-    for key in _IGNORED_ARGS:
-        args.pop(key, None)
+        if name not in _TAIL_SCALES:
+            raise ValueError(f"encoder {name!r}: the upsampling tail is not implemented; set no_upsampling: true")
+        if not isinstance(scale, int) or not _TAIL_SCALES[name](scale):
+            raise ValueError(f"encoder {name!r}: upsampling tail scale {scale!r} is not supported by the official code")
+        args["upsample_scale"] = scale
     try:
         return ENCODERS[name](dtype=dtype, **args)
     except TypeError as e:

@@ -23,7 +23,7 @@ from liif_jax.layers import Dtype
 Params = Any
 Spec = dict[str, Any]
 
-DEFAULT_IMNET = {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [256, 256, 256, 256]}}
+LIIF_FLAGS = ("feat_unfold", "local_ensemble", "cell_decode")
 
 
 def init_params(encoder: nn.Module, imnet: liif.MLP, rng: jax.Array, inp_size: int) -> Params:
@@ -118,7 +118,38 @@ def metasr_point(feat: jax.Array, coord: jax.Array, cell: jax.Array, imnet) -> j
     return q_feat @ weights
 
 
-def build_model(spec: Spec, dtype: Dtype = None) -> LIIF | MetaSR:
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
+class FixedScaleSR:
+    """The paper's fixed-scale baselines: the official `liif` model without `imnet_spec`.
+
+    The encoder ends with its upsampling tail, so `encode` returns the upsampled RGB map
+    (B, h * s, w * s, 3) and `query` reads the pixel nearest each coordinate, as the official
+    `grid_sample(mode='nearest', align_corners=False)` (zero outside the map). Cells are unused.
+    """
+
+    spec: Spec
+    encoder: nn.Module
+    dtype: Dtype = None
+
+    def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
+        return {"encoder": self.encoder.init(rng, jnp.zeros((1, inp_size, inp_size, 3), jnp.float32))["params"]}
+
+    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
+        return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
+
+    def query(self, params: Params, upsampled: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
+        del params, cell
+        h, w = upsampled.shape[1:3]
+        iy, ix = liif.nearest_index(coord[..., 0], h), liif.nearest_index(coord[..., 1], w)
+        inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        pick = jax.vmap(lambda img, y, x: img[y, x])(upsampled, jnp.clip(iy, 0, h - 1), jnp.clip(ix, 0, w - 1))
+        return jnp.where(inside[..., None], pick, 0.0)
+
+    def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
+        return self.query(params, self.encode(params, inp), coord, cell)
+
+
+def build_model(spec: Spec, dtype: Dtype = None) -> LIIF | MetaSR | FixedScaleSR:
     """Model from an official spec dict. `dtype` is the compute dtype (e.g. bfloat16)."""
     spec = copy.deepcopy(spec)
     name, args = spec.get("name"), dict(spec.get("args", {}))
@@ -126,9 +157,20 @@ def build_model(spec: Spec, dtype: Dtype = None) -> LIIF | MetaSR:
     if enc_spec is None:
         raise ValueError(f"model spec {spec!r} has no args.encoder_spec")
     encoder = make_encoder(enc_spec["name"], enc_spec.get("args"), dtype)
+    upsamples = not (enc_spec.get("args") or {}).get("no_upsampling", False)
+    if name == "liif" and args.get("imnet_spec") is None:
+        if not upsamples:
+            raise ValueError("liif without imnet_spec is the fixed-scale baseline: its encoder needs its "
+                             "upsampling tail (remove no_upsampling: true), or give an imnet_spec")
+        unknown = set(args) - {"imnet_spec", *LIIF_FLAGS}  # the flags are accepted and unused, as officially
+        if unknown:
+            raise ValueError(f"liif: unknown args {sorted(unknown)}")
+        return FixedScaleSR(spec, encoder, dtype)
+    if upsamples:
+        raise ValueError(f"{name}: the encoder must output its feature map; set no_upsampling: true in encoder_spec.args")
     if name == "liif":
-        imnet_spec = args.pop("imnet_spec", DEFAULT_IMNET) or DEFAULT_IMNET
-        flags = {k: bool(args.pop(k, True)) for k in ("feat_unfold", "local_ensemble", "cell_decode")}
+        imnet_spec = args.pop("imnet_spec")
+        flags = {k: bool(args.pop(k, True)) for k in LIIF_FLAGS}
         if args:
             raise ValueError(f"liif: unknown args {sorted(args)}")
         if imnet_spec.get("name", "mlp") != "mlp":

@@ -48,8 +48,13 @@ def flax_path(official_name: str) -> tuple[str, ...]:
 def official_name(path: tuple[str, ...]) -> str:
     segs = []
     for p in path:
+        indices = []
         head, _, tail = p.rpartition("_")
-        segs.extend([head, tail] if head and tail.isdigit() else [p])
+        while head and tail.isdigit():  # `tail_0_2` -> tail.0.2
+            indices.insert(0, tail)
+            p = head
+            head, _, tail = p.rpartition("_")
+        segs.extend([p, *indices])
     if segs[-1] == "kernel":
         segs[-1] = "weight"
     return ".".join(segs)

@@ -51,7 +51,9 @@ def test_batch_elements_are_independent():
 
 
 def _spec(encoder, **flags):
-    return {"name": "liif", "args": {"encoder_spec": encoder, **flags}}
+    """The official LIIF spec (its default MLP) around `encoder`."""
+    imnet = {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [256, 256, 256, 256]}}
+    return {"name": "liif", "args": {"encoder_spec": encoder, "imnet_spec": imnet, **flags}}
 
 
 @pytest.mark.parametrize(
@@ -78,7 +80,7 @@ def test_edsr_defaults_are_the_official_ones():
 
 def test_encoder_spec_errors_are_clear():
     with pytest.raises(ValueError, match="no_upsampling"):
-        encoders.make_encoder("edsr-baseline", {})
+        encoders.make_encoder("rcan", {})
     with pytest.raises(ValueError, match="unknown encoder 'vgg'"):
         encoders.make_encoder("vgg", {"no_upsampling": True})
     with pytest.raises(ValueError, match="unknown model"):
