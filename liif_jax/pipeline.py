@@ -10,6 +10,7 @@ prefetching, or on where a run was interrupted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import grain
@@ -58,8 +59,13 @@ def steps_per_epoch(len_source: int, batch_size: int) -> int:
     return -(-len_source // batch_size)
 
 
-def _shard(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
-    """This process's shard; defaults to the JAX process (imported late: workers don't need JAX)."""
+def process_rows(
+    batch_size: int, shard_index: int | None = None, shard_count: int | None = None
+) -> list[int]:
+    """The positions in each global batch that shard `shard_index` of `shard_count` provides: a
+    contiguous block, the one `jax.make_array_from_process_local_data` expects from process p of P
+    on a 1-D data mesh whose devices are in process order. Defaults to the JAX process (imported
+    late: workers need no JAX)."""
     if shard_index is None or shard_count is None:
         import jax
 
@@ -67,15 +73,19 @@ def _shard(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
         shard_count = jax.process_count() if shard_count is None else shard_count
     if not 0 <= shard_index < shard_count:
         raise ValueError(f"need 0 <= shard_index < shard_count, got {shard_index}, {shard_count}")
-    return shard_index, shard_count
-
-
-def _per_process_batch(batch_size: int, shard_count: int) -> int:
     if batch_size < 1 or batch_size % shard_count:
         raise ValueError(
             f"global batch_size {batch_size} must be a positive multiple of the {shard_count} processes"
         )
-    return batch_size // shard_count
+    n = batch_size // shard_count
+    return list(range(shard_index * n, (shard_index + 1) * n))
+
+
+def _check_rows(rows: Sequence[int], batch_size: int) -> list[int]:
+    rows = [int(r) for r in rows]
+    if not rows or rows != sorted(set(rows)) or rows[0] < 0 or rows[-1] >= batch_size:
+        raise ValueError(f"rows must be increasing positions in a global batch of {batch_size}, got {rows}")
+    return rows
 
 
 def _seeds(seed: int, n: int) -> list[int]:
@@ -93,30 +103,43 @@ def _ensure_absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
+class _Rows:
+    """Local element i -> example (first_batch + i // n) * B + rows[i % n] of the global stream:
+    this process's part of every global batch, computed from indices alone (picklable for workers)."""
+
+    def __init__(self, ds: grain.MapDataset, batch_size: int, rows: Sequence[int], first_batch: int):
+        self.ds, self.batch_size, self.rows, self.first_batch = ds, batch_size, list(rows), first_batch
+
+    def index(self, i: int) -> int:
+        return (self.first_batch + i // len(self.rows)) * self.batch_size + self.rows[i % len(self.rows)]
+
+    def __call__(self, i: int) -> Batch:
+        return self.ds[self.index(i)]
+
+
 class TrainIterator(grain.DatasetIterator):
     """This process's batches of a global example stream; checkpointable with `grain.checkpoint`.
 
-    Global batch k is examples [k * B, (k + 1) * B) of the stream; process p takes those with
-    index = p (mod P), in order. The state is only the index of the next global example, so a
-    checkpoint restores the same batches under any `num_workers`, and the same global batches
-    under any number of processes with the same global batch size.
+    Global batch k is examples [k * B, (k + 1) * B) of the stream; this process computes only the
+    examples at its `rows` of each (see `process_rows`), in order, so that the global batch
+    assembled from all processes is the same whatever the number of processes and devices. The
+    state is only the index of the next global example, the same in every process: a checkpoint
+    restores the same batches under any `num_workers`, and the same global batches under any
+    number of processes with the same global batch size.
     """
 
-    def __init__(
-        self, ds: grain.MapDataset, batch_size: int, shard_index: int, shard_count: int, num_workers: int = 0
-    ):
+    def __init__(self, ds: grain.MapDataset, batch_size: int, rows: Sequence[int], num_workers: int = 0):
         super().__init__()
         self._iterator: grain.DatasetIterator | None = None
-        self._ds, self._batch_size = ds, batch_size
-        self._per_process_batch = _per_process_batch(batch_size, shard_count)
-        self._shard_index, self._shard_count = shard_index, shard_count
+        self._ds, self._batch_size, self._rows = ds, batch_size, _check_rows(rows, batch_size)
         self._num_workers = num_workers
         self._next_example = 0
 
     def _open(self) -> grain.DatasetIterator:
-        start = self._next_example + self._shard_index
-        ds = self._ds[start :: self._shard_count]
-        ds = ds.batch(self._per_process_batch, drop_remainder=True)
+        first = self._next_example // self._batch_size
+        n = len(self._rows)
+        local = grain.MapDataset.range((len(self._ds) // self._batch_size - first) * n)
+        ds = local.map(_Rows(self._ds, self._batch_size, self._rows, first)).batch(n, drop_remainder=True)
         it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
         if self._num_workers > 0:
             _ensure_absl_flags_parsed()
@@ -169,22 +192,34 @@ def make_train_dataset(
     shard_count: int | None = None,
     num_epochs: int | None = None,
     num_workers: int = 0,
+    rows: Sequence[int] | None = None,
 ) -> TrainIterator:
     """The official training loader: reshuffled every epoch, random transform, fixed-size batches.
 
-    `batch_size` is the global batch (the official config's `batch_size`); each of `shard_count`
-    processes (default: the JAX processes) gets `batch_size // shard_count` examples per step.
+    `batch_size` is the global batch (the official config's `batch_size`); this process gets the
+    examples at `rows` of each global batch (default: block `shard_index` of `shard_count`, by
+    default the JAX process's; see `process_rows`).
     `num_epochs=None` repeats forever; otherwise the stream ends after the last full global batch.
     `num_workers > 0` runs the transform in that many worker processes (grain `mp_prefetch`).
     """
-    shard_index, shard_count = _shard(shard_index, shard_count)
+    rows = process_rows(batch_size, shard_index, shard_count) if rows is None else rows
     shuffle_seed, map_seed = _seeds(seed, 2)
     ds = grain.MapDataset.source(source).map_with_index(_with_index)
     ds = ds.shuffle(shuffle_seed).repeat(num_epochs)
     ds = ds.random_map(_NamingErrors(transform, source), seed=map_seed)
     if num_epochs is not None:
         ds = ds[: len(ds) // batch_size * batch_size]
-    return TrainIterator(ds, batch_size, shard_index, shard_count, num_workers)
+    return TrainIterator(ds, batch_size, rows, num_workers)
+
+
+class _PaddedRows(_Rows):
+    """`_Rows` over a finite set, padded to whole global batches: positions past its end repeat
+    its last example with `weight` 0, so every process has full batches whatever the layout."""
+
+    def __call__(self, i: int) -> Batch:
+        index = self.index(i)
+        example = self.ds[min(index, len(self.ds) - 1)]
+        return {**example, "weight": np.float32(index < len(self.ds))}
 
 
 def make_val_dataset(
@@ -196,6 +231,7 @@ def make_val_dataset(
     repeat: int = 160,
     shard_index: int | None = None,
     shard_count: int | None = None,
+    rows: Sequence[int] | None = None,
 ) -> grain.MapDataset:
     """The official validation set, with the same batches on every pass for a given seed.
 
@@ -203,12 +239,15 @@ def make_val_dataset(
     (the defaults `first_k=10, repeat=160`), each with a random scale U(1, 4), a random 48-pixel
     crop, no flips, 2304 queries (the default `transform`), in batches of 16, in order. Pass the
     plain image folder as `source` (without its own `repeat`). Iterate the result (`for batch in
-    ds`) once per evaluation; the last batch may be smaller when the length is not a multiple.
+    ds`) once per evaluation. This process gets `rows` of each global batch, as
+    `make_train_dataset`; every batch is full, and `weight` (B,) is 0 for the padding that
+    completes the last global batch (1 otherwise), so metrics skip it whatever the layout.
     """
-    shard_index, shard_count = _shard(shard_index, shard_count)
-    per_process = _per_process_batch(batch_size, shard_count)
+    rows = _check_rows(process_rows(batch_size, shard_index, shard_count) if rows is None else rows, batch_size)
     if transform is None:
         transform = RandomScaleDownsample(48, 1.0, 4.0, augment=False, sample_q=2304)
     ds = grain.MapDataset.source(source).map_with_index(_with_index)[:first_k].repeat(repeat)
     ds = ds.random_map(_NamingErrors(transform, source), seed=_seeds(seed, 1)[0])
-    return ds[shard_index::shard_count].batch(per_process)
+    n_batches = -(-len(ds) // batch_size)
+    local = grain.MapDataset.range(n_batches * len(rows)).map(_PaddedRows(ds, batch_size, rows, 0))
+    return local.batch(len(rows))

@@ -3,19 +3,35 @@
 `--config` may also be an official training YAML (`configs/train-div2k/train_edsr-baseline-liif.yaml`),
 read by `liif_jax.configs.from_official_yaml`. Started again on the same DIR, it resumes from the
 last checkpoint, data iterator included.
+
+Several hosts: every process runs the same command with `--distributed` (JAX finds the cluster
+on SLURM, Open MPI, TPU pods and Kubernetes), or with `--coordinator_address HOST:PORT
+--num_processes N --process_id I` anywhere else. DIR must be the same shared folder for all.
 """
 
 from __future__ import annotations
 
 import pathlib
+import socket
 import sys
+import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as config_flags_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and the resolved config", required=True)
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host TPU/GPU)")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "several processes: call jax.distributed.initialize(), which detects SLURM, Open MPI, "
+    "TPU pods and Kubernetes; elsewhere give the three flags below (they imply --distributed)")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0's coordinator service")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes", lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index, 0 .. num_processes - 1", lower_bound=0)
+_INIT_TIMEOUT = flags.DEFINE_integer(
+    "initialization_timeout", 300, "seconds to wait for the coordinator and every process to join", lower_bound=1)
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "heartbeat_timeout", 100, "seconds without a heartbeat after which a process counts as dead and the others "
+    "stop with an error", lower_bound=1)
 _QUICKSTART = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "quickstart.py"
 _CONFIGS_PY = pathlib.Path(__file__).resolve().parent / "configs.py"
 config_flags.DEFINE_config_file("config", str(_QUICKSTART), "experiment config file (default: the quickstart)", lock_config=True)
@@ -28,8 +44,19 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)
     import jax
 
-    if _DISTRIBUTED.value:
-        jax.distributed.initialize()
+    explicit = {"coordinator_address": _COORDINATOR.value, "num_processes": _NUM_PROCESSES.value,
+                "process_id": _PROCESS_ID.value}
+    if _DISTRIBUTED.value or any(v is not None for v in explicit.values()):
+        try:
+            if _COORDINATOR.value and _PROCESS_ID.value:  # not process 0, which starts the coordinator
+                wait_for_coordinator(_COORDINATOR.value, _INIT_TIMEOUT.value)
+            jax.distributed.initialize(**explicit, initialization_timeout=_INIT_TIMEOUT.value,
+                                       heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value)
+        except (RuntimeError, ValueError, OSError) as e:  # XlaRuntimeError is a RuntimeError
+            where = _COORDINATOR.value or "the auto-detected coordinator"
+            print(f"error: cannot start the distributed run ({where}, --initialization_timeout "
+                  f"{_INIT_TIMEOUT.value} s): {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+            sys.exit(1)
     from liif_jax import train_lib
 
     try:
@@ -37,6 +64,24 @@ def main(argv: list[str]) -> None:
     except (train_lib.TrainingError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def wait_for_coordinator(address: str, timeout: float) -> None:
+    """Waits until process 0's coordinator accepts connections. JAX aborts the whole process,
+    with no Python error to catch, when it cannot register with the coordinator in time; this
+    check turns the common case (wrong address, process 0 not started) into a one-line error."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--coordinator_address {address!r} must be HOST:PORT")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+                return
+        except OSError as e:
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"nothing answers at {address}: {e}") from None
+            time.sleep(0.5)
 
 
 def official_yaml_to_config_file(argv: list[str]) -> list[str]:

@@ -3,8 +3,14 @@ hold params, optimizer state and the data iterator, so a killed run resumes exac
 
 Data parallelism is `jax.jit` over a `("data",)` mesh of every device (params replicated, batch
 sharded); XLA inserts the gradient all-reduce. This is what `jax.pmap` is now built on, without
-its per-device programming model. On several hosts, call `jax.distributed.initialize()` first
-(`--distributed`); each process feeds its own slice of the global batch.
+its per-device programming model.
+
+On several hosts (`jax.distributed.initialize()` first: `python -m liif_jax.train --distributed`)
+every process runs this same program. Each computes only the examples of the global batch that its
+own devices hold (`local_rows`) and feeds them with `jax.make_array_from_process_local_data`, so a
+global step sees the same examples, and the same loss, whatever the number of processes and
+devices. Params and optimizer state are replicated; orbax writes them once, and each process's
+data position. Only process 0 writes metrics, TensorBoard and the final table.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from liif_jax import checkpoints, datasets, pipeline
@@ -81,19 +88,33 @@ def train_step(model: LIIF | MetaSR, tx: optax.GradientTransformation, state: Tr
     return TrainState(state.step + 1, params, opt_state), loss
 
 
-def batch_psnr(model: LIIF | MetaSR, params, batch: Batch) -> jax.Array:
-    """The official validation metric on one batch: PSNR of clamped [0, 1] RGB over all queries."""
+def batch_psnr(model: LIIF | MetaSR, params, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """The official validation metric on one batch: PSNR of clamped [0, 1] RGB over all queries
+    of the examples with `weight` 1 (padding has 0), and their number."""
     pred = jnp.clip(model.apply(params, batch["inp"], batch["coord"], batch["cell"]) * 0.5 + 0.5, 0, 1)
     gt = batch["gt"] * 0.5 + 0.5
-    return -10 * jnp.log10(jnp.mean((pred - gt) ** 2))
+    mse = jnp.mean((pred - gt) ** 2, axis=(1, 2))  # every example has as many queries
+    count = jnp.sum(batch["weight"])
+    return -10 * jnp.log10(jnp.sum(batch["weight"] * mse) / count), count
 
 
 MODEL_KEYS = ("inp", "coord", "cell", "gt")
+VAL_KEYS = (*MODEL_KEYS, "weight")
 
 
-def to_global(batch: Batch, sharding: NamedSharding) -> Batch:
-    """This process's slice of the batch -> one global array sharded over the mesh."""
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k])) for k in MODEL_KEYS}
+def to_global(batch: Batch, sharding: NamedSharding, keys: tuple[str, ...] = MODEL_KEYS) -> Batch:
+    """This process's rows of the batch (`local_rows`) -> one global array sharded over the mesh."""
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k])) for k in keys}
+
+
+def local_rows(sharding: NamedSharding, batch_size: int, what: str = "data.train.batch_size") -> list[int]:
+    """The rows of a global batch that this process's devices hold, in the order
+    `jax.make_array_from_process_local_data` takes them (increasing)."""
+    if batch_size % jax.device_count():
+        raise ValueError(f"{what} {batch_size} must be a multiple of the {jax.device_count()} devices; "
+                         f"set --config.{what}")
+    index_map = sharding.addressable_devices_indices_map((batch_size,))
+    return sorted({r for (rows,) in index_map.values() for r in range(*rows.indices(batch_size))})
 
 
 @dataclasses.dataclass
@@ -127,16 +148,18 @@ def compute_dtype(name: str):
 # ---------------------------------------------------------------------------------------------
 
 
-def train_iterator(config: ml_collections.ConfigDict) -> tuple[pipeline.TrainIterator, int]:
-    """(checkpointable iterator of this process's batches, steps per epoch)."""
+def train_iterator(
+    config: ml_collections.ConfigDict, rows: list[int] | None = None
+) -> tuple[pipeline.TrainIterator, int]:
+    """(checkpointable iterator of this process's `rows` of each global batch, steps per epoch)."""
     cfg = config.data.train
     source = datasets.make_source(cfg.dataset.to_dict(), "data.train.dataset")
     wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.train.wrapper")
-    it = pipeline.make_train_dataset(source, wrapper, cfg.batch_size, config.seed, num_workers=config.num_workers)
+    it = pipeline.make_train_dataset(source, wrapper, cfg.batch_size, config.seed, num_workers=config.num_workers, rows=rows)
     return it, pipeline.steps_per_epoch(len(source), cfg.batch_size)
 
 
-def val_dataset(config: ml_collections.ConfigDict):
+def val_dataset(config: ml_collections.ConfigDict, rows: list[int] | None = None):
     cfg = config.data.get("val")
     if cfg is None:
         return None
@@ -145,7 +168,7 @@ def val_dataset(config: ml_collections.ConfigDict):
     repeat = args.pop("repeat", 1)  # the validation set repeats its crops itself (same batches each pass)
     source = datasets.make_source({**spec, "args": args}, "data.val.dataset")
     wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.val.wrapper")
-    return pipeline.make_val_dataset(source, cfg.batch_size, config.seed, wrapper, first_k=None, repeat=repeat)
+    return pipeline.make_val_dataset(source, cfg.batch_size, config.seed, wrapper, first_k=None, repeat=repeat, rows=rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,6 +176,35 @@ def val_dataset(config: ml_collections.ConfigDict):
 # ---------------------------------------------------------------------------------------------
 
 OPT_STATE, DATA_ITER = "opt_state", "data_iter"
+
+
+class DataIterHandler(grain.checkpoint.CheckpointHandler):
+    """grain's handler (each process writes `process_<i>-of-<n>.json`), restoring under any
+    number of processes: every process saves the same global stream position (see
+    `pipeline.TrainIterator`), so a run resumes with another layout from any process's file."""
+
+    def restore(self, directory, item=None, args=None):
+        item = item or args.item
+        states = {f.name: json.loads(f.read_text()) for f in sorted(directory.glob("process_*-of-*.json"))}
+        if not states:
+            raise TrainingError(f"{directory}: no data iterator state (process_<i>-of-<n>.json); cannot resume")
+        if len({json.dumps(s, sort_keys=True) for s in states.values()}) > 1:
+            raise TrainingError(f"{directory}: the processes saved different data positions {states}; cannot resume")
+        item.set_state(next(iter(states.values())))
+        item.start_prefetch()
+        return item
+
+
+@ocp.args.register_with_handler(DataIterHandler, for_save=True)
+@dataclasses.dataclass
+class DataIterSave(ocp.args.CheckpointArgs):
+    item: Any
+
+
+@ocp.args.register_with_handler(DataIterHandler, for_restore=True)
+@dataclasses.dataclass
+class DataIterRestore(ocp.args.CheckpointArgs):
+    item: Any
 
 
 def checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
@@ -173,7 +225,7 @@ def checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManage
             checkpoints.PARAMS: ocp.StandardCheckpointHandler(),
             OPT_STATE: ocp.StandardCheckpointHandler(),
             checkpoints.META: ocp.JsonCheckpointHandler(),
-            DATA_ITER: grain.checkpoint.CheckpointHandler(),
+            DATA_ITER: DataIterHandler(),
         },
     )
 
@@ -187,7 +239,7 @@ def save(mngr: ocp.CheckpointManager, state: TrainState, it, meta: dict, metrics
                 checkpoints.PARAMS: ocp.args.StandardSave(state.params),
                 OPT_STATE: ocp.args.StandardSave(state.opt_state),
                 checkpoints.META: ocp.args.JsonSave({**meta, "step": step}),
-                DATA_ITER: grain.checkpoint.CheckpointSave(it),
+                DATA_ITER: DataIterSave(it),
             }
         ),
         metrics=metrics,
@@ -201,7 +253,7 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract: TrainState, it) ->
             **{
                 checkpoints.PARAMS: ocp.args.StandardRestore(abstract.params),
                 OPT_STATE: ocp.args.StandardRestore(abstract.opt_state),
-                DATA_ITER: grain.checkpoint.CheckpointRestore(it),
+                DATA_ITER: DataIterRestore(it),
             }
         ),
     )
@@ -272,17 +324,25 @@ def check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> N
             )
 
 
+def preemption_point(step: int) -> bool:
+    """True at the step at which every process stops after any of them got SIGTERM: in a
+    distributed run JAX's preemption service catches SIGTERM (a scheduler's notice) and agrees on
+    this step, so that all save the same checkpoint; never True in a single process."""
+    try:
+        return multihost_utils.reached_preemption_sync_point(step)
+    except RuntimeError:  # the preemption service is off (jax_enable_preemption_service)
+        return False
+
+
 def evaluate_val(steps: Steps, params, val_ds) -> float:
-    """Mean PSNR over the validation batches, weighted by batch size as the official Averager."""
-    total, n = 0.0, 0
-    n_dev = jax.device_count()
+    """Mean PSNR over the validation batches, weighted by batch size as the official Averager;
+    the padding of the last batch (weight 0) is left out, so the value is the same on any layout."""
+    total, n = 0.0, 0.0
     for batch in val_ds:
-        b = batch["inp"].shape[0]
-        if b * jax.process_count() % n_dev:
-            continue  # a ragged last batch that cannot be split over the devices
-        total += float(steps.eval_psnr(params, to_global(batch, steps.batch))) * b
-        n += b
-    return total / max(n, 1)
+        psnr, count = jax.device_get(steps.eval_psnr(params, to_global(batch, steps.batch, VAL_KEYS)))
+        total += float(psnr) * float(count)
+        n += float(count)
+    return total / max(n, 1.0)
 
 
 def final_evaluation(config: ml_collections.ConfigDict, model: LIIF | MetaSR, params, workdir: pathlib.Path) -> None:
@@ -309,19 +369,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     """Trains (or resumes) the run in `workdir`; returns the last logged metrics."""
     workdir = pathlib.Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    say = print if jax.process_index() == 0 else lambda *args, **kwargs: None  # one progress log
     check_workdir(workdir, config)
     if jax.process_index() == 0:
-        (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        tmp = workdir / "config.json.tmp"  # atomic: the other processes read it in check_workdir
+        tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        os.replace(tmp, workdir / "config.json")
 
     model = build_model(config.model.to_dict(), compute_dtype(config.compute_dtype))
-    it, steps_per_epoch = train_iterator(config)
-    val_ds = val_dataset(config)
+    mesh = make_mesh()
+    batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
+    it, steps_per_epoch = train_iterator(config, local_rows(batch_sharding, config.data.train.batch_size))
+    val_cfg = config.data.get("val")
+    val_ds = None if val_cfg is None else val_dataset(config, local_rows(batch_sharding, val_cfg.batch_size, "data.val.batch_size"))
     num_steps = config.num_steps or config.optimizer.epochs * steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
     eval_every = config.eval_every_steps or steps_per_epoch
     tx = make_optimizer(config, steps_per_epoch)
     schedule = config_schedule(config, steps_per_epoch)
-    mesh = make_mesh()
     steps = compile_steps(model, tx, mesh)
 
     def init_state(rng):
@@ -339,13 +404,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         abstract = jax.eval_shape(init, jax.random.key(0))
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=steps.replicated), abstract)
         state = restore(mngr, start, abstract, it)
-        print(f"resumed from {workdir / 'checkpoints' / str(start)}", flush=True)
+        say(f"resumed from {workdir / 'checkpoints' / str(start)}", flush=True)
 
     writer = MetricWriter(workdir, start)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    print(
+    say(
         f"{model.spec['args']['encoder_spec']['name']}-{model.spec['name']}: {n_params / 1e6:.2f} M params, "
-        f"{jax.device_count()} {jax.devices()[0].platform} device(s), global batch {config.data.train.batch_size}, "
+        f"{jax.process_count()} process(es) x {jax.local_device_count()} {jax.devices()[0].platform} device(s), global batch {config.data.train.batch_size}, "
         f"{steps_per_epoch} steps/epoch, steps {start} -> {num_steps}",
         flush=True,
     )
@@ -358,8 +423,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         for step in range(start + 1, num_steps + 1):
             state, loss = steps.train(state, to_global(next(it), steps.batch))
             losses.append(loss)
-            log_now = step % config.log_every_steps == 0 or step == num_steps
-            ckpt_now = step % checkpoint_every == 0 or step == num_steps
+            preempted = preemption_point(step)
+            log_now = step % config.log_every_steps == 0 or step == num_steps or preempted
+            ckpt_now = step % checkpoint_every == 0 or step == num_steps or preempted
             eval_now = val_ds is not None and (step % eval_every == 0 or step == num_steps)
             if not (log_now or ckpt_now or eval_now):
                 continue
@@ -380,7 +446,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 writer.write(step, **last)
                 eta = format_duration((num_steps - step) / overall) if overall > 0 else "?"
                 epoch = (step - 1) // steps_per_epoch + 1
-                print(f"step {step}/{num_steps} (epoch {epoch})  loss {last['loss']:.4f}  lr {lr:.2e}  "
+                say(f"step {step}/{num_steps} (epoch {epoch})  loss {last['loss']:.4f}  lr {lr:.2e}  "
                       f"{rate:.2f} steps/s  ETA {eta}", flush=True)
                 t_last, step_last = now, step
             losses = []
@@ -388,9 +454,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 last_val = evaluate_val(steps, state.params, val_ds)
                 last["val_psnr"] = last_val
                 writer.write(step, val_psnr=last_val)
-                print(f"step {step}/{num_steps}  val_psnr {last_val:.2f} dB", flush=True)
+                say(f"step {step}/{num_steps}  val_psnr {last_val:.2f} dB", flush=True)
             if ckpt_now:
                 save(mngr, state, it, meta, None if last_val is None else {"val_psnr": last_val})
+            if preempted:
+                mngr.wait_until_finished()
+                raise TrainingError(f"stopped at step {step} on a termination signal (SIGTERM) to one of the "
+                                    f"processes; saved {workdir / 'checkpoints' / str(step)}: run the same command to resume")
         mngr.wait_until_finished()
         final_evaluation(config, model, state.params, workdir)
     finally:

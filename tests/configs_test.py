@@ -82,7 +82,8 @@ def test_celebahq_config_reads_the_official_data_layout(tmp_path, monkeypatch):
     assert steps_per_epoch == 1 and batch["inp"].shape == (16, 64, 64, 3) and batch["coord"].shape == (16, 1024, 2)
     assert set(np.rint(2 / batch["cell"][:, 0, 0]).astype(int)) <= {64, 85, 107, 128}  # round(64 + 64 i / 3)
     val = next(iter(train_lib.val_dataset(c)))
-    assert val["inp"].shape == (2, 64, 64, 3) and np.allclose(val["cell"], 2 / 128) and list(val["scale"]) == [2, 2]
+    assert val["inp"].shape == (16, 64, 64, 3) and val["weight"].tolist() == [1] * 2 + [0] * 14  # padded batch
+    assert np.allclose(val["cell"], 2 / 128) and list(val["scale"]) == [2] * 16
 
 
 OFFICIAL_EDSR_BASELINE_LIIF = """\

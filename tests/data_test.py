@@ -288,7 +288,7 @@ def test_sharding_disjoint_covering_and_equal_to_the_global_batches():
     shards = [ids(pipeline.make_train_dataset(source, TagIndex(), 4, 0, p, 2, num_epochs=2)) for p in range(2)]
     assert len(glob) == 6 and [len(s) for s in shards] == [6, 6]
     for step, batch in enumerate(glob):
-        assert sorted(shards[0][step] + shards[1][step]) == sorted(batch)
+        assert shards[0][step] + shards[1][step] == batch  # process blocks, as the global array
     for epoch in (slice(0, 3), slice(3, 6)):
         seen = [sum(s[epoch], []) for s in shards]
         assert not set(seen[0]) & set(seen[1])
@@ -296,6 +296,36 @@ def test_sharding_disjoint_covering_and_equal_to_the_global_batches():
     assert sum(glob[:3], []) != sum(glob[3:], [])  # reshuffled every epoch
     with pytest.raises(ValueError, match="multiple"):
         pipeline.make_train_dataset(source, TagIndex(), 5, 0, 0, 2)
+
+
+def test_any_rows_of_the_global_batch_and_resume_under_another_layout():
+    """A process computes only its rows (those its devices hold) of each global batch; the state is
+    the global position, so a 2-process checkpoint resumes 1 process (and the reverse)."""
+    source = id_source(12)
+    glob = ids(pipeline.make_train_dataset(source, TagIndex(), 4, 0, 0, 1, num_epochs=2))
+    odd = ids(pipeline.make_train_dataset(source, TagIndex(), 4, 0, num_epochs=2, rows=[1, 3]))
+    assert odd == [[b[1], b[3]] for b in glob]
+    second = pipeline.make_train_dataset(source, TagIndex(), 4, 0, 1, 2, num_epochs=2)
+    take(second, 2)
+    single = pipeline.make_train_dataset(source, TagIndex(), 4, 0, 0, 1, num_epochs=2)
+    single.set_state(second.get_state())
+    assert ids(single) == glob[2:]
+    with pytest.raises(ValueError, match="increasing positions"):
+        pipeline.make_train_dataset(source, TagIndex(), 4, 0, rows=[3, 1])
+
+
+def test_val_batches_are_full_and_padding_is_weighted_out_on_any_layout():
+    """10 crops in global batches of 4: 3 batches, the last with 2 padding examples of weight 0,
+    which each process gets as full local batches whatever the number of processes."""
+    one = list(pipeline.make_val_dataset(id_source(5), 4, transform=TagIndex(), first_k=None, repeat=2,
+                                         shard_index=0, shard_count=1))
+    halves = [list(pipeline.make_val_dataset(id_source(5), 4, transform=TagIndex(), first_k=None, repeat=2,
+                                             shard_index=p, shard_count=2)) for p in range(2)]
+    assert [b["weight"].tolist() for b in one] == [[1] * 4, [1] * 4, [1, 1, 0, 0]]
+    for step, batch in enumerate(one):
+        for key in ("id", "weight"):
+            assert np.concatenate([h[step][key] for h in halves]).tolist() == batch[key].tolist()
+    assert sorted(i for b in one for i, w in zip(b["id"], b["weight"]) if w) == sorted(list(range(5)) * 2)
 
 
 def test_steps_per_epoch_counts_the_last_partial_batch():
@@ -315,7 +345,8 @@ def test_val_dataset_is_the_same_every_pass():
     img_val = pipeline.make_val_dataset(photos, 4, seed=1, first_k=3, repeat=2, shard_index=0, shard_count=1)
     passes = [list(img_val), list(img_val)]
     assert_same(*passes)
-    assert [len(b["gt"]) for b in passes[0]] == [4, 2]
+    assert [b["weight"].tolist() for b in passes[0]] == [[1, 1, 1, 1], [1, 1, 0, 0]]  # 6 crops: 2 padded
+    np.testing.assert_array_equal(passes[0][1]["gt"][3], passes[0][1]["gt"][1])  # padding repeats the last
     assert passes[0][0]["inp"].shape == (4, 48, 48, 3) and passes[0][0]["gt"].shape == (4, 2304, 3)
     other_seed = pipeline.make_val_dataset(photos, 4, seed=2, first_k=3, repeat=2, shard_index=0, shard_count=1)
     assert differs(passes[0], list(other_seed))
