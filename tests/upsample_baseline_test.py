@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 from conftest import REPO, load_module
-from liif_jax import checkpoints, configs, datasets, encoders, render
+from liif_jax import checkpoints, configs, datasets, encoders, evaluate, render
 from liif_jax.models import LIIF, FixedScaleSR, MetaSR, build_model
 from liif_jax.state_dict import official_state_dict, params_from_state_dict, save_official
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 REF = DATA / "upsample_reference.npz"
 OFFICIAL_TRAIN_CONFIGS = sorted((DATA / "official_configs").glob("train-*/**/*.yaml"))
+OFFICIAL_TEST_CONFIGS = sorted((DATA / "official_configs" / "test").glob("*.yaml"))
 ATOL = 1e-5
 
 
@@ -104,7 +105,39 @@ def test_every_official_training_config_converts_and_builds(path):
 
 
 def test_all_seventeen_official_training_configs_are_here():
-    assert len(OFFICIAL_TRAIN_CONFIGS) == 17
+    assert len(OFFICIAL_TRAIN_CONFIGS) == 17 and len(OFFICIAL_TEST_CONFIGS) == 30
+
+
+def _tiny_image(path: pathlib.Path, side: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((side, side, 3), 128, np.uint8)).save(path)
+
+
+@pytest.mark.parametrize("path", OFFICIAL_TEST_CONFIGS, ids=lambda p: p.stem)
+def test_every_official_test_config_is_read_by_evaluate(path, tmp_path, monkeypatch):
+    """With one tiny image where each official test YAML looks for its data, `evaluate --config`
+    reads it: the scale its name says (test-div2k-4: x4; test-celebAHQ-32-256: x8) and its protocol."""
+    import yaml
+
+    y = yaml.safe_load(path.read_text())
+    args = y["test_dataset"]["dataset"]["args"]
+    parts = path.stem.split("-")
+    scale = int(parts[-1]) // int(parts[-2]) if "celebAHQ" in path.stem else int(parts[-1])
+    monkeypatch.chdir(tmp_path)
+    if "split_file" in args:  # CelebA-HQ: the same names in both folders, listed in split.json
+        pathlib.Path(args["split_file"]).parent.mkdir(parents=True)
+        pathlib.Path(args["split_file"]).write_text(json.dumps({args["split_key"]: ["00000.png"]}))
+    if "root_path" in args:
+        _tiny_image(pathlib.Path(args["root_path"]) / "img.png", 2 * scale)
+    else:
+        lr_name = "00000.png" if "split_file" in args else f"imgx{scale}.png"
+        _tiny_image(pathlib.Path(args["root_path_1"]) / lr_name, 2)
+        _tiny_image(pathlib.Path(args["root_path_2"]) / ("00000.png" if "split_file" in args else "img.png"), 2 * scale)
+    test = evaluate.read_official_test_config(path)
+    assert test.scale == scale and len(test.source) == 1
+    assert test.protocol == (y["eval_type"].split("-")[0] if y.get("eval_type") else "plain")
 
 
 @pytest.mark.parametrize("spec, needle", [
