@@ -1,5 +1,5 @@
 """Training: one jit-compiled, data-parallel step over a 1-D device mesh, orbax checkpoints that
-hold params, optimizer state and the data iterator, so a killed run resumes exactly.
+hold params, optimizer state and the data iterator (`run_checkpoints`), so a killed run resumes exactly.
 
 Data parallelism is `jax.jit` over a `("data",)` mesh of every device (params replicated, batch
 sharded); XLA inserts the gradient all-reduce. This is what `jax.pmap` is now built on, without
@@ -24,17 +24,15 @@ import time
 from typing import Any, Callable
 
 import flax
-import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from liif_jax import checkpoints, datasets, pipeline
+from liif_jax import checkpoints, datasets, pipeline, run_checkpoints
 from liif_jax.models import LIIF, MetaSR, build_model
 
 Batch = dict[str, Any]
@@ -172,95 +170,6 @@ def val_dataset(config: ml_collections.ConfigDict, rows: list[int] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints
-# ---------------------------------------------------------------------------------------------
-
-OPT_STATE, DATA_ITER = "opt_state", "data_iter"
-
-
-class DataIterHandler(grain.checkpoint.CheckpointHandler):
-    """grain's handler (each process writes `process_<i>-of-<n>.json`), restoring under any
-    number of processes: every process saves the same global stream position (see
-    `pipeline.TrainIterator`), so a run resumes with another layout from any process's file."""
-
-    def restore(self, directory, item=None, args=None):
-        item = item or args.item
-        states = {f.name: json.loads(f.read_text()) for f in sorted(directory.glob("process_*-of-*.json"))}
-        if not states:
-            raise TrainingError(f"{directory}: no data iterator state (process_<i>-of-<n>.json); cannot resume")
-        if len({json.dumps(s, sort_keys=True) for s in states.values()}) > 1:
-            raise TrainingError(f"{directory}: the processes saved different data positions {states}; cannot resume")
-        item.set_state(next(iter(states.values())))
-        item.start_prefetch()
-        return item
-
-
-@ocp.args.register_with_handler(DataIterHandler, for_save=True)
-@dataclasses.dataclass
-class DataIterSave(ocp.args.CheckpointArgs):
-    item: Any
-
-
-@ocp.args.register_with_handler(DataIterHandler, for_restore=True)
-@dataclasses.dataclass
-class DataIterRestore(ocp.args.CheckpointArgs):
-    item: Any
-
-
-def checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
-    """Keeps the last `keep` checkpoints and the best one by validation PSNR."""
-    policy = ocp.checkpoint_managers.AnyPreservationPolicy(
-        [
-            ocp.checkpoint_managers.LatestN(keep),
-            ocp.checkpoint_managers.BestN(
-                get_metric_fn=lambda m: m["val_psnr"], n=1, keep_checkpoints_without_metrics=False
-            ),
-        ]
-    )
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True)
-    return ocp.CheckpointManager(
-        workdir / "checkpoints",
-        options=options,
-        item_handlers={
-            checkpoints.PARAMS: ocp.StandardCheckpointHandler(),
-            OPT_STATE: ocp.StandardCheckpointHandler(),
-            checkpoints.META: ocp.JsonCheckpointHandler(),
-            DATA_ITER: DataIterHandler(),
-        },
-    )
-
-
-def save(mngr: ocp.CheckpointManager, state: TrainState, it, meta: dict, metrics: dict | None) -> None:
-    step = int(state.step)
-    mngr.save(
-        step,
-        args=ocp.args.Composite(
-            **{
-                checkpoints.PARAMS: ocp.args.StandardSave(state.params),
-                OPT_STATE: ocp.args.StandardSave(state.opt_state),
-                checkpoints.META: ocp.args.JsonSave({**meta, "step": step}),
-                DATA_ITER: DataIterSave(it),
-            }
-        ),
-        metrics=metrics,
-    )
-
-
-def restore(mngr: ocp.CheckpointManager, step: int, abstract: TrainState, it) -> TrainState:
-    restored = mngr.restore(
-        step,
-        args=ocp.args.Composite(
-            **{
-                checkpoints.PARAMS: ocp.args.StandardRestore(abstract.params),
-                OPT_STATE: ocp.args.StandardRestore(abstract.opt_state),
-                DATA_ITER: DataIterRestore(it),
-            }
-        ),
-    )
-    return TrainState(jnp.asarray(step, jnp.int32), restored[checkpoints.PARAMS], restored[OPT_STATE])
-
-
-# ---------------------------------------------------------------------------------------------
 # Logging
 # ---------------------------------------------------------------------------------------------
 
@@ -394,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
 
     init = jax.jit(init_state, out_shardings=steps.replicated)
-    mngr = checkpoint_manager(workdir, config.keep_checkpoints)
+    mngr = run_checkpoints.checkpoint_manager(workdir, config.keep_checkpoints)
     meta = checkpoints.make_meta(config.model.to_dict(), config=config.to_dict())
     start = mngr.latest_step()
     if start is None:
@@ -403,7 +312,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     else:
         abstract = jax.eval_shape(init, jax.random.key(0))
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=steps.replicated), abstract)
-        state = restore(mngr, start, abstract, it)
+        params, opt_state = run_checkpoints.restore(mngr, start, abstract.params, abstract.opt_state, it)
+        state = TrainState(jnp.asarray(start, jnp.int32), params, opt_state)
         say(f"resumed from {workdir / 'checkpoints' / str(start)}", flush=True)
 
     writer = MetricWriter(workdir, start)
@@ -456,7 +366,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 writer.write(step, val_psnr=last_val)
                 say(f"step {step}/{num_steps}  val_psnr {last_val:.2f} dB", flush=True)
             if ckpt_now:
-                save(mngr, state, it, meta, None if last_val is None else {"val_psnr": last_val})
+                run_checkpoints.save(mngr, step, state.params, state.opt_state, it, meta,
+                                     None if last_val is None else {"val_psnr": last_val})
             if preempted:
                 mngr.wait_until_finished()
                 raise TrainingError(f"stopped at step {step} on a termination signal (SIGTERM) to one of the "
