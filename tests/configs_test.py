@@ -193,5 +193,5 @@ def test_skimage_split_file_is_the_quickstart_split():
     from liif_jax import data
 
     split = json.loads((CONFIGS[0].parent / "splits" / "skimage-photos.json").read_text())
-    assert split == {"train": list(data.SAMPLE_IMAGES[:-2]), "val": list(data.SAMPLE_IMAGES[-2:])}
+    assert split == {"train": list(data.SAMPLE_IMAGES[:-2]), "val": list(data.SAMPLE_IMAGES[-2:]), "all": list(data.SAMPLE_IMAGES)}
     assert [n.split("/")[-1] for n in map(data.sample_images("val").describe, range(2))] == split["val"]
