@@ -2,7 +2,8 @@
 
 The official demo.py's flags and output: MODEL is an official `.pth` or a liif_jax checkpoint
 (training workdir, checkpoint directory or step directory). `--scale S` instead of `--resolution`
-asks for round(S x) the input size.
+asks for round(S x) the input size. `--zoom FRAMES --scale S --output zoom.webp` (or .gif) makes
+an animated zoom from x1 to xS into the centre instead (`liif_jax.zoom`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from liif_jax import imaging
+from liif_jax import imaging, zoom
 from liif_jax.checkpoints import load_model
 from liif_jax.render import DEFAULT_BATCH_QUERIES, upscale
 
@@ -36,6 +37,29 @@ def to_uint8_official(img01: np.ndarray) -> np.ndarray:
     return (np.asarray(img01, np.float32) * np.float32(255)).astype(np.uint8)
 
 
+def check_zoom_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.scale is None or not args.scale > 1:
+        parser.error("--zoom needs --scale S above 1 (the last frame's zoom), not --resolution")
+    if args.zoom < 2:
+        parser.error(f"--zoom must be at least 2 frames, got {args.zoom}")
+    if not args.output.lower().endswith(zoom.ANIMATION_SUFFIXES):
+        parser.error(f"--zoom writes an animation: --output must end in {' or '.join(zoom.ANIMATION_SUFFIXES)}, got {args.output}")
+
+
+def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray) -> int:
+    frame_hw = args.frame_size or (min(img.shape[0], 512), min(img.shape[1], 512))
+    t0 = time.perf_counter()
+    try:
+        zoom.save_zoom(model, params, imaging.to_float01(img), args.output, args.zoom, args.scale, frame_hw,
+                       args.batch_queries, report=lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True))
+    except (OSError, ValueError) as e:
+        print(f"\nerror: cannot write --output {args.output}: {e}", file=sys.stderr)
+        return 1
+    print(f"\n{args.input} ({img.shape[0]}x{img.shape[1]}) -> {args.output} ({args.zoom} frames of {frame_hw[0]}x{frame_hw[1]}, "
+          f"x1 to x{args.scale:g}) in {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m liif_jax.demo", description="Render an image at any resolution with LIIF.")
     parser.add_argument("--input", required=True, help="input image (any PIL format; converted to RGB)")
@@ -46,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="output image path (PNG recommended)")
     parser.add_argument("--batch-queries", type=int, default=DEFAULT_BATCH_QUERIES, help="queries per chunk (memory bound)")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--zoom", type=int, metavar="FRAMES", help="an animated zoom of FRAMES frames from x1 to --scale "
+                        "into the centre, each rendered at its own scale; --output .webp or .gif")
+    parser.add_argument("--frame-size", type=parse_resolution, metavar="H,W",
+                        help="--zoom frame size (default: the input size, at most 512 per side)")
     args = parser.parse_args(argv)
+    if args.zoom is not None:
+        check_zoom_flags(parser, args)
     if args.batch_queries <= 0:
         parser.error("--batch-queries must be positive")
     if args.scale is not None and not args.scale > 0:
@@ -57,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except (imaging.ImageError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if args.zoom is not None:
+        return write_zoom(args, model, params, img)
     size = args.resolution or (max(1, round(img.shape[0] * args.scale)), max(1, round(img.shape[1] * args.scale)))
     t0 = time.perf_counter()
     pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries)

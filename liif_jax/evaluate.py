@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--protocol",
         choices=["div2k", "benchmark", "plain"],
-        help="div2k: shave scale+6, RGB; benchmark: shave scale, Y channel; plain: all pixels, RGB (not with --config)",
+        help="div2k (default, the paper's for DIV2K and photographs): shave scale+6, RGB; benchmark: shave scale, "
+        "Y channel (Set5, Set14, B100, Urban100); plain: all pixels, RGB (not with --config)",
     )
     parser.add_argument(
         "--split-file", help="JSON {split: [file names]} selecting the folder images (the official CelebA-HQ split.json)"
@@ -364,21 +365,21 @@ def run(args: argparse.Namespace) -> list[report.ImageResult]:
 def flags_test(args: argparse.Namespace) -> tuple[Sequence[Any], list[str], list[float], metrics.Protocol]:
     """(source, names, scales, protocol) that the data flags (--hr-dir / --lr-dir / --tfds, --scale,
     --protocol, --center-crop) ask for."""
-    if args.scale is None or args.protocol is None:
-        raise ValueError("--scale and --protocol are required (or give an official test config with --config)")
-    scales = parse_scales(args.scale)
+    if args.scale is None:
+        raise ValueError("--scale is required, e.g. --scale 4 or --scale 2,3,4 (or give an official test config with --config)")
+    scales, protocol = parse_scales(args.scale), args.protocol or "div2k"
     paired = args.lr_dir is not None or (args.tfds is not None and args.tfds_lr_key is not None)
     if paired and len(scales) != 1:
         raise ValueError(f"given LR images (--lr-dir / --tfds-lr-key) have one scale; got --scale {args.scale}")
     if args.batch_queries is not None and args.batch_queries <= 0:  # before opening the images
         raise ValueError(f"--batch-queries must be positive, got {args.batch_queries}")
-    check_scales(scales, args.protocol)
+    check_scales(scales, protocol)
     if args.center_crop is not None and paired:
         raise ValueError("--center-crop applies to HR images, not to given LR images (--lr-dir / --tfds-lr-key)")
     source, names = open_source(args)
     if args.center_crop is not None:
         source = CenterCropped(source, args.center_crop)
-    return source, names, scales, args.protocol
+    return source, names, scales, protocol
 
 
 def official_config_test(args: argparse.Namespace) -> OfficialTest:

@@ -30,6 +30,8 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     images are clipped to 255 by PIL, not rescaled. The full decode happens here so that a truncated
     file fails at this call, naming the file.
     """
+    if not os.path.isfile(path):
+        raise ImageError(f"no such image file: {os.fspath(path)!r}")
     try:
         with Image.open(path) as img:
             img.load()

@@ -28,7 +28,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from liif_jax import checkpoints, data, datasets
-from liif_jax.models import LIIF, MetaSR, build_model
+from liif_jax.models import LIIF, MetaSR, build_model, describe
 
 Batch = dict[str, Any]
 DATA_AXIS = "data"
@@ -288,8 +288,9 @@ def evaluate_val(steps: Steps, params, val_ds) -> float:
 def final_evaluation(config: ml_collections.ConfigDict, model: LIIF | MetaSR, params, workdir: pathlib.Path) -> None:
     """The paper's protocol (LIIF vs bicubic per scale) on held-out images, if the config asks.
 
-    Prints the table and writes `final_eval.json`; `config.final_eval` holds `dataset` (a source
-    spec), `scales` (empty: skipped) and `protocol`.
+    Prints the table and where the run is, and writes `final_eval.json`; `config.final_eval` holds
+    `dataset` (a source spec), `scales` (empty: skipped), `protocol` and, optionally,
+    `compare_with`: another model (a checkpoint path) to show on the same images, in the same table.
     """
     fe = config.final_eval
     if not fe.scales or jax.process_index() != 0:
@@ -301,8 +302,16 @@ def final_evaluation(config: ml_collections.ConfigDict, model: LIIF | MetaSR, pa
     source = datasets.make_source(fe.dataset.to_dict(), "final_eval.dataset")
     results = evaluate.evaluate(model, jax.device_get(params), source, list(fe.scales), fe.protocol, progress=False)
     report.write_json(workdir / "final_eval.json", results)
-    print(f"held-out evaluation ({fe.protocol} protocol, {len(source)} images, LIIF vs bicubic):")
-    print(report.format_table(report.aggregate(results)), flush=True)
+    names = sorted({r.name.split("/")[-1] for r in results})
+    print(f"held-out evaluation ({fe.protocol} protocol, {len(names)} images: {', '.join(names)}; PSNR in dB):")
+    rows = {f"{workdir.name} ({describe(model)})": report.aggregate(results)}
+    if fe.get("compare_with"):
+        other, other_params = checkpoints.load_model(fe.compare_with)
+        other_results = evaluate.evaluate(other, other_params, source, list(fe.scales), fe.protocol, progress=False)
+        rows[f"{pathlib.Path(fe.compare_with).name} ({describe(other)})"] = report.aggregate(other_results)
+    print(report.format_comparison(rows), flush=True)
+    print(f"the run is in {workdir} (checkpoints/, metrics.jsonl, final_eval.json, tensorboard/); render with it:\n"
+          f"  python -m liif_jax.demo --model {workdir} --input PHOTO --scale 4 --output out.png", flush=True)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
@@ -344,7 +353,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     writer = MetricWriter(workdir, start)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     print(
-        f"{model.spec['args']['encoder_spec']['name']}-{model.spec['name']}: {n_params / 1e6:.2f} M params, "
+        f"{workdir.name} ({describe(model)}): {n_params / 1e6:.2f} M params, "
         f"{jax.device_count()} {jax.devices()[0].platform} device(s), global batch {config.data.train.batch_size}, "
         f"{steps_per_epoch} steps/epoch, steps {start} -> {num_steps}",
         flush=True,

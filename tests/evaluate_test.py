@@ -389,3 +389,13 @@ def test_center_crop_evaluates_the_middle_of_each_image(tmp_path, capsys, tiny_c
     rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--lr-dir", tmp_path / "hr",
                          "--scale", "2", "--protocol", "plain", "--center-crop", "20")
     assert_clean_error(rc, err, "--center-crop")
+
+
+def test_protocol_defaults_to_div2k_and_a_missing_scale_is_named(tmp_path, capsys, tiny_ckpt):
+    write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (36, 36, 3), dtype=np.uint8))
+    rc, out, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--json", tmp_path / "r.json")
+    assert rc == 0, err
+    assert "under protocol 'div2k'" in out
+    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--protocol", "div2k")
+    assert_clean_error(rc, err, "--scale is required")
+    assert "--protocol" not in err
