@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import reference
+from conftest import TFDS_DIR
 from liif_jax import data, evaluate, imaging, metrics, report
 from liif_jax.checkpoints import save_model
 from liif_jax.imaging import ImageError, resize_bicubic, to_float01
@@ -199,16 +200,16 @@ def test_non_integer_scale_needs_the_plain_protocol(tiny, div2k_x3):
 # --- TFDS ------------------------------------------------------------------------------------
 
 
-def test_tfds_paired_set(tmp_path, capsys, tiny, tiny_ckpt, shared_data_dir):
+def test_tfds_paired_set(tmp_path, capsys, tiny, tiny_ckpt):
     out_json = tmp_path / "res.json"
     rc, out, err = run_cli(
-        capsys, "--model", tiny_ckpt, "--tfds", "tiny_div2k_like", "--tfds-data-dir", shared_data_dir / "tfds",
+        capsys, "--model", tiny_ckpt, "--tfds", "tiny_div2k_like", "--tfds-data-dir", TFDS_DIR,
         "--split", "validation", "--tfds-lr-key", "lr", "--scale", "4", "--protocol", "benchmark", "--json", out_json,
     )
     assert rc == 0, err
     res = json.loads(out_json.read_text())
     assert [i["name"] for i in res["images"]] == ["tiny_div2k_like[validation][0]", "tiny_div2k_like[validation][1]"]
-    source = data.TfdsSource("tiny_div2k_like", shared_data_dir / "tfds", "validation", lr_key="lr")
+    source = data.TfdsSource("tiny_div2k_like", TFDS_DIR, "validation", lr_key="lr")
     model, params = tiny
     for i, image in enumerate(res["images"]):
         expected = evaluate.evaluate_one(model, params, source[i]["hr"], source[i]["lr"], 4, "benchmark")
