@@ -20,7 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def pytest_configure(config: pytest.Config) -> None:
     if not REFERENCE_DIR.is_dir():
-        raise pytest.UsageError(f"LIIF_REFERENCE_DIR={REFERENCE_DIR} is not a folder; unset it to use tests/data/reference")
+        raise pytest.UsageError(f"LIIF_REFERENCE_DIR={REFERENCE_DIR} is not a folder; unset it for tests/data/reference")
 
 
 def load_module(path: pathlib.Path) -> types.ModuleType:

@@ -80,7 +80,8 @@ FORWARD = [
     ("edsr_baseline_liif_no_ensemble", liif(EDSR_BASELINE, ensemble=False), 4, (8, 14), 200, (17, 23)),
     ("rdn_liif_small", liif(encoder("rdn", G0=16, RDNconfig="A")), 5, (10, 9), 200, (30, 27)),
     ("edsr_liif_small", liif(encoder("edsr", n_resblocks=3, n_feats=16)), 9, (8, 10), 200, (24, 30)),
-    ("rcan_liif_small", liif(encoder("rcan", n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4)), 10, (10, 8), 200, (25, 20)),
+    ("rcan_liif_small", liif(encoder("rcan", n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4)), 10, (10, 8), 200,
+     (25, 20)),
 ]
 FLOAT16_GRID = {"rdn_liif_small"}
 FULL_SIZE = {
@@ -191,7 +192,8 @@ def train_step(models, utils):
     arrays.update(inp=inp.numpy(), coord=coord.numpy(), cell=cell.numpy(), gt=gt.numpy(),
                   loss=loss.detach().numpy(), loss_after=loss_after.numpy())
     entry = {"name": "train_step_edsr_baseline_liif", "model_spec": SMALL, "seed": seed,
-             "optimizer": "Adam lr=1e-4 (torch defaults betas=(0.9,0.999), eps=1e-8)", "loss": "L1 mean over all elements"}
+             "optimizer": "Adam lr=1e-4 (torch defaults betas=(0.9,0.999), eps=1e-8)",
+             "loss": "L1 mean over all elements"}
     return arrays, entry
 
 
@@ -252,8 +254,8 @@ def save_pth(models, utils, path: pathlib.Path):
     model = models.make(SMALL)
     optimizer_spec = {"name": "adam", "args": {"lr": 1e-4}}
     optimizer = utils.make_optimizer(model.parameters(), optimizer_spec)
-    sv_file = {"model": {**SMALL, "sd": model.state_dict()}, "optimizer": {**optimizer_spec, "sd": optimizer.state_dict()},
-               "epoch": 1}
+    sv_file = {"model": {**SMALL, "sd": model.state_dict()},
+               "optimizer": {**optimizer_spec, "sd": optimizer.state_dict()}, "epoch": 1}
     torch.save(sv_file, path)
 
 
