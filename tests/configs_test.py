@@ -199,8 +199,8 @@ def test_official_yaml_refuses_what_it_cannot_reproduce(tmp_path, change, needle
 
 def test_skimage_split_file_is_the_quickstart_split():
     """experiments/configs/splits/skimage-photos.json lets the CLIs name the quick start's held-out photos."""
-    from liif_jax import data
+    from liif_jax import sources
 
     split = json.loads((CONFIGS[0].parent / "splits" / "skimage-photos.json").read_text())
-    assert split == {"train": list(data.SAMPLE_IMAGES[:-2]), "val": list(data.SAMPLE_IMAGES[-2:])}
-    assert [n.split("/")[-1] for n in map(data.sample_images("val").describe, range(2))] == split["val"]
+    assert split == {"train": list(sources.SAMPLE_IMAGES[:-2]), "val": list(sources.SAMPLE_IMAGES[-2:])}
+    assert [n.split("/")[-1] for n in map(sources.sample_images("val").describe, range(2))] == split["val"]

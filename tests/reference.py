@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REFERENCE_DIR, TESTS
-from liif_jax.convert import params_from_state_dict
+from liif_jax.state_dict import params_from_state_dict
 from liif_jax.models import build_model
 
 
