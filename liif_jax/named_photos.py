@@ -17,7 +17,7 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from liif_jax.data import ArraySource
+from liif_jax.sources import ArraySource
 from liif_jax.imaging import ImageError, load_rgb
 
 
