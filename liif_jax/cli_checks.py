@@ -16,17 +16,20 @@ IMAGE_OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".web
 RENDER_BYTES_PER_PIXEL = 3 * 4 + 3
 
 
-def check_output_file(path: str | os.PathLike, flag: str, suffixes: Sequence[str]) -> None:
-    """A file we can create or overwrite: a supported extension, in an existing writable folder."""
+def check_output_file(path: str | os.PathLike, flag: str, suffixes: Sequence[str], makes_folder: bool = False) -> None:
+    """A file we can create or overwrite: a supported extension, in a writable folder that exists
+    (or, when the writer makes it, `makes_folder`, can be made)."""
     p = pathlib.Path(path)
     if p.is_dir():
         raise ValueError(f"{flag} {path} is a folder; give a file name")
     if p.suffix.lower() not in suffixes:
         raise ValueError(f"{flag} {path}: unsupported file type {p.suffix or '(none)'!r}; use one of {', '.join(suffixes)}")
     folder = p.absolute().parent
-    if not folder.is_dir():
+    if makes_folder:
+        check_output_dir(folder, f"{flag} {path}: folder")
+    elif not folder.is_dir():
         raise ValueError(f"{flag} {path}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+    if (folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK)) or (p.exists() and not os.access(p, os.W_OK)):
         raise ValueError(f"{flag} {path}: not writable")
 
 

@@ -8,6 +8,7 @@ asks for round(S x) the input size.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch_queries <= 0:
         parser.error("--batch-queries must be positive")
+    if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
+        parser.exit(2, f"error: --scale must be a positive number, got {args.scale}\n")
     try:  # every check before the model is loaded or the image decoded
         imaging.set_max_pixels(args.max_pixels)
         cli_checks.check_step(args.step)

@@ -371,7 +371,7 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
     imaging.set_max_pixels(args.max_pixels)
     cli_checks.check_step(args.step)
     if args.json is not None:
-        cli_checks.check_output_file(args.json, "--json", (".json",))
+        cli_checks.check_output_file(args.json, "--json", (".json",), makes_folder=True)
     if args.save_images is not None:
         cli_checks.check_output_dir(args.save_images, "--save-images")
     if args.config is not None:

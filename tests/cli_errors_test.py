@@ -28,6 +28,14 @@ TINY_SPEC = {
 }
 
 
+def exit_code(main, argv) -> int:
+    """A CLI's exit status, whether it returns it or raises SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
 def one_error_line(capsys, code: int, *needles: str) -> str:
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
@@ -72,7 +80,7 @@ def test_demo_checks_everything_before_loading_the_model(flags, message, tmp_pat
     argv = ["--input", str(photo), "--model", str(tmp_path / "missing.pth"), "--output", str(tmp_path / "out.png")]
     argv += [f.format(tmp=tmp_path) for f in flags]
     start = time.perf_counter()
-    line = one_error_line(capsys, demo.main(argv), message)
+    line = one_error_line(capsys, exit_code(demo.main, argv), message)
     assert "missing.pth" not in line and time.perf_counter() - start < 5
     assert not (tmp_path / "out.png").exists()
 
@@ -116,7 +124,7 @@ def test_evaluate_checks_outputs_and_every_image_header_before_the_model(tmp_pat
     base = ["--model", str(tmp_path / "missing.pth"), "--hr-dir", str(hr), "--scale", "2", "--protocol", "plain"]
     for flags, message in [
         (["--json", str(tmp_path)], "is a folder; give a file name"),
-        (["--json", str(tmp_path / "nowhere" / "r.json")], "does not exist; create it first"),
+        (["--json", str(photo / "r.json")], "photo.png exists and is not a folder"),
         (["--json", str(tmp_path / "r.txt")], "unsupported file type '.txt'; use one of .json"),
         (["--save-images", str(photo)], "exists and is not a folder"),
         (["--step", "-2"], "--step must be"),
