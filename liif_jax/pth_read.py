@@ -67,11 +67,17 @@ def _plain(value: Any) -> str:
     return value if type(value) is str and len(value) <= 80 and value.isprintable() else short(value)
 
 
-@dataclasses.dataclass
-class _Storage:
-    key: str
-    array: np.ndarray  # owned by this reader: filled from the file
-    handed_out: bool = False
+class _Frozen:
+    """Objects the pickle receives from the reader: its BUILD opcode must not change them (a
+    storage whose array it replaced could steer a view past that array's end)."""
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeCheckpointError(f"the pickle tries to change a {type(self).__name__.strip('_')} object")
+
+
+class _Storage(_Frozen):
+    def __init__(self, key: str, array: np.ndarray):
+        self.key, self.array, self.handed_out = key, array, False  # array: 1-D, filled from the file
 
 
 def _count(value: Any, what: str) -> int:
@@ -189,7 +195,7 @@ class _Reader(pickle.Unpickler):
         return data
 
 
-class _StorageType:
+class _StorageType(_Frozen):
     def __init__(self, dtype: np.dtype):
         self.dtype = dtype
 
@@ -244,7 +250,8 @@ def _check_tree(obj: Any, limits: Limits) -> None:
 
 
 def _where(path: tuple) -> str:
-    return "/".join(map(_plain, path)) or "the top level"
+    names = [*map(_plain, path[:4]), "...", *map(_plain, path[-2:])] if len(path) > 8 else list(map(_plain, path))
+    return "/".join(names) or "the top level"
 
 
 def _single(names: list[str], suffix: str) -> str:

@@ -204,10 +204,15 @@ def test_zip_directory_limits(tmp_path):
         (b"\x80\x02}q\x00", "damaged checkpoint"),  # no STOP
         (b"\x80\x02c__builtin__\neval\n.", "refusing to load '__builtin__.eval'"),
         (b"\x80\x05\x97.", "damaged checkpoint"),  # NEXT_BUFFER, protocol 5
+        # BUILD on a storage, replacing its array (which could steer later views past its end).
+        (pickled(("<storage>", Global("torch", "FloatStorage"), "0", "cpu", 4))[:-1] + b"}X\x05\x00\x00\x00arrayK\x01sb.",
+         "the pickle tries to change a Storage object"),
+        (pickled(Global("torch", "FloatStorage"))[:-1] + b"}X\x05\x00\x00\x00dtypeK\x01sb.",
+         "the pickle tries to change a StorageType object"),
     ],
 )
 def test_pickles_that_are_not_state_dicts_are_refused(tmp_path, pkl, match):
-    refused(craft(tmp_path / "p.pth", pkl=pkl), match)
+    refused(craft(tmp_path / "p.pth", pkl=pkl, storages={"0": f32(1, 2, 3, 4)}), match)
 
 
 def test_byteorder_and_archive_layout(tmp_path):
