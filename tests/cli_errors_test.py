@@ -15,7 +15,7 @@ from PIL import Image
 
 from liif_jax import convert, demo, evaluate, report, train_lib
 from liif_jax.checkpoints import save_model
-from liif_jax.convert import official_state_dict
+from liif_jax.state_dict import official_state_dict
 from liif_jax.models import build_model
 from liif_jax.pth import save_pth
 

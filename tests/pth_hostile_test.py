@@ -18,7 +18,7 @@ import zlib
 import numpy as np
 import pytest
 
-from liif_jax import convert, pth
+from liif_jax import pth, state_dict
 from liif_jax.pth import CheckpointError, Limits
 
 HERE = pathlib.Path(__file__).parent
@@ -241,7 +241,7 @@ def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path):
 def test_refusals_are_value_errors_and_the_unsafe_one_is_a_checkpoint_error():
     assert issubclass(CheckpointError, ValueError)
     assert issubclass(pth.UnsafeCheckpointError, CheckpointError)
-    assert issubclass(convert.CheckpointMismatchError, CheckpointError)
+    assert issubclass(state_dict.CheckpointMismatchError, CheckpointError)
 
 
 def test_hostile_model_specs_are_refused_before_any_module_is_built(tmp_path):
@@ -250,11 +250,11 @@ def test_hostile_model_specs_are_refused_before_any_module_is_built(tmp_path):
     start = time.perf_counter()
     with pytest.raises(CheckpointError, match=r"spec\.pth: model spec\.args\.encoder_spec\.args\.n_resblocks must be an "
                                               r"integer in \[1, 256\], got 10000000"):
-        convert.load_official(tmp_path / "spec.pth")
+        state_dict.load_official(tmp_path / "spec.pth")
     assert time.perf_counter() - start < 2
     pth.save_pth(tmp_path / "sd.pth", {"model": {"name": "liif", "args": {"encoder_spec": {"name": "rdn"}}, "sd": [1]}})
     with pytest.raises(CheckpointError, match="model.sd is not a state dict"):
-        convert.load_official(tmp_path / "sd.pth")
+        state_dict.load_official(tmp_path / "sd.pth")
 
 
 FUZZ = r"""
