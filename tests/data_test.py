@@ -10,6 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
+from conftest import TFDS_DIR
 from liif_jax import pipeline, sources, wrappers
 from liif_jax.coords import make_cell, make_coord
 from liif_jax.imaging import ImageError, denormalize, resize_bicubic
@@ -440,8 +441,8 @@ def test_paired_folders_unmatched_names_are_listed(tmp_path):
         sources.PairedImageFolders(tmp_path / "LR", tmp_path / "HR")
 
 
-def test_tfds_source(shared_data_dir):
-    tfds_dir = shared_data_dir / "tfds"
+def test_tfds_source():
+    tfds_dir = TFDS_DIR
     train = sources.TfdsSource("tiny_div2k_like", tfds_dir, "train")
     assert len(train) == 3
     hr = train[0]

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import reference
+from conftest import TFDS_DIR
 from liif_jax import evaluate, imaging, metrics, report, sources
 from liif_jax.checkpoints import save_model
 from liif_jax.imaging import ImageError, resize_bicubic, to_float01
@@ -199,16 +200,16 @@ def test_non_integer_scale_needs_the_plain_protocol(tiny, div2k_x3):
 # --- TFDS ------------------------------------------------------------------------------------
 
 
-def test_tfds_paired_set(tmp_path, capsys, tiny, tiny_ckpt, shared_data_dir):
+def test_tfds_paired_set(tmp_path, capsys, tiny, tiny_ckpt):
     out_json = tmp_path / "res.json"
     rc, out, err = run_cli(
-        capsys, "--model", tiny_ckpt, "--tfds", "tiny_div2k_like", "--tfds-data-dir", shared_data_dir / "tfds",
+        capsys, "--model", tiny_ckpt, "--tfds", "tiny_div2k_like", "--tfds-data-dir", TFDS_DIR,
         "--split", "validation", "--tfds-lr-key", "lr", "--scale", "4", "--protocol", "benchmark", "--json", out_json,
     )
     assert rc == 0, err
     res = json.loads(out_json.read_text())
     assert [i["name"] for i in res["images"]] == ["tiny_div2k_like[validation][0]", "tiny_div2k_like[validation][1]"]
-    source = sources.TfdsSource("tiny_div2k_like", shared_data_dir / "tfds", "validation", lr_key="lr")
+    source = sources.TfdsSource("tiny_div2k_like", TFDS_DIR, "validation", lr_key="lr")
     model, params = tiny
     for i, image in enumerate(res["images"]):
         expected = evaluate.evaluate_one(model, params, source[i]["hr"], source[i]["lr"], 4, "benchmark")
@@ -389,3 +390,13 @@ def test_center_crop_evaluates_the_middle_of_each_image(tmp_path, capsys, tiny_c
     rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--lr-dir", tmp_path / "hr",
                          "--scale", "2", "--protocol", "plain", "--center-crop", "20")
     assert_clean_error(rc, err, "--center-crop")
+
+
+def test_protocol_defaults_to_div2k_and_a_missing_scale_is_named(tmp_path, capsys, tiny_ckpt):
+    write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (36, 36, 3), dtype=np.uint8))
+    rc, out, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--json", tmp_path / "r.json")
+    assert rc == 0, err
+    assert "under protocol 'div2k'" in out
+    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--protocol", "div2k")
+    assert_clean_error(rc, err, "--scale is required")
+    assert "--protocol" not in err
