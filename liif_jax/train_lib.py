@@ -245,7 +245,7 @@ def check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> N
         raise TrainingError(f"--workdir {workdir} is a file, not a folder")
     for folder in (workdir, workdir / "checkpoints"):
         steps = [p for p in folder.iterdir() if p.name.isdigit() and p.is_dir()] if folder.is_dir() else []
-        if any((p / checkpoints.PARAMS).is_dir() and not (p / OPT_STATE).is_dir() for p in steps + [workdir]):
+        if any((p / checkpoints.PARAMS).is_dir() and not (p / run_checkpoints.OPT_STATE).is_dir() for p in steps + [workdir]):
             raise TrainingError(
                 f"--workdir {workdir} holds a params-only checkpoint (python -m liif_jax.convert made it; use it with "
                 "demo or evaluate), not a training run; give train a new --workdir"
