@@ -419,7 +419,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 raise TrainingError(f"stopped at step {step} on a termination signal (SIGTERM) to one of the "
                                     f"processes; saved {workdir / 'checkpoints' / str(step)}: run the same command to resume")
         mngr.wait_until_finished()
-        final_evaluation(config, model, state.params, workdir)
+        if jax.process_count() == 1:
+            final_evaluation(config, model, state.params, workdir)
+        elif config.final_eval.scales:  # loading compare_with and a long evaluation need one process
+            say(f"final evaluation skipped (several processes); on one host: python -m liif_jax.evaluate "
+                f"--model {workdir} ...", flush=True)
     finally:
         mngr.close()
         writer.close()
