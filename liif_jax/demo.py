@@ -16,7 +16,7 @@ from PIL import Image
 
 from liif_jax import imaging
 from liif_jax.checkpoints import load_model
-from liif_jax.render import DEFAULT_BATCH_QUERIES, upscale
+from liif_jax.render import DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -44,11 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--resolution", type=parse_resolution, help="output size H,W")
     size.add_argument("--scale", type=float, help="output size as a multiple of the input size, e.g. 4 or 2.5")
     parser.add_argument("--output", required=True, help="output image path (PNG recommended)")
-    parser.add_argument("--batch-queries", type=int, default=DEFAULT_BATCH_QUERIES, help="queries per chunk (memory bound)")
+    parser.add_argument("--batch-queries", type=int, default=DEFAULT_BATCH_QUERIES, help="queries per step of the decoder")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help=f"input pixels per tile side (bounds memory; 0: the whole image at once; default {DEFAULT_TILE})")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     args = parser.parse_args(argv)
     if args.batch_queries <= 0:
         parser.error("--batch-queries must be positive")
+    if args.tile < 0:
+        parser.error(f"--tile must be 0 (whole image) or positive, got {args.tile}")
     if args.scale is not None and not args.scale > 0:
         parser.error(f"--scale must be positive, got {args.scale}")
     try:
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     size = args.resolution or (max(1, round(img.shape[0] * args.scale)), max(1, round(img.shape[1] * args.scale)))
     t0 = time.perf_counter()
-    pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries)
+    pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries, args.tile)
     try:
         Image.fromarray(to_uint8_official(pred)).save(args.output)
     except (OSError, ValueError) as e:

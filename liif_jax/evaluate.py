@@ -13,7 +13,8 @@ config, as `python test.py --config` does.
 The library call `evaluate(model, params, source, scales, protocol)` is what the CLI, the training
 loop and a notebook share. A source is any sequence (a `liif_jax.data` source, or a plain list) of
 uint8 HR images (H, W, 3), or of {'lr', 'hr'} dicts for given LR inputs. Every prediction goes
-through `render.upscale`, so memory is bounded by `batch_queries`, whatever the image size.
+through `render.upscale`, tile by tile (`tile` input pixels per side), so memory is bounded whatever
+the image size.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from liif_jax import configs, data, datasets, metrics, report
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import LIIF, MetaSR
-from liif_jax.render import DEFAULT_BATCH_QUERIES, upscale
+from liif_jax.render import DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
 
 PLOT_NAME = "psnr_vs_scale.png"
 
@@ -103,13 +104,14 @@ def evaluate_one(
     scale: float,
     protocol: metrics.Protocol,
     batch_queries: int = DEFAULT_BATCH_QUERIES,
+    tile: int = DEFAULT_TILE,
 ) -> Outcome:
     """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`."""
     if lr is None:
         lr, hr = downsample(hr, scale)
     else:
         hr = crop_paired(lr, hr, scale)
-    pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries)
+    pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile)
     bicubic = report.bicubic_upsample(lr, hr.shape[:2])
     gt = to_float01(hr)
     return Outcome(
@@ -127,6 +129,7 @@ def evaluate(
     save_images: str | os.PathLike | None = None,
     progress: bool = True,
     names: Sequence[str] | None = None,
+    tile: int = DEFAULT_TILE,
 ) -> list[report.ImageResult]:
     """Per-image results of every image of `source` at every scale, image-major.
 
@@ -150,7 +153,7 @@ def evaluate(
         for scale in scales:
             start = time.perf_counter()
             try:
-                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries)
+                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile)
             except ValueError as err:
                 raise ImageError(f"{where} at scale {scale:g}: {err}") from err
             results.append(report.ImageResult(name, scale, outcome.psnr, outcome.bicubic_psnr))
@@ -328,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-queries", type=int, help=f"queries per chunk (bounds memory; default {DEFAULT_BATCH_QUERIES}, or the config's eval_bsize)"
     )
+    parser.add_argument(
+        "--tile", type=int, default=DEFAULT_TILE,
+        help=f"input pixels per tile side (bounds memory; 0: whole images; default {DEFAULT_TILE})",
+    )
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument(
         "--save-images", metavar="DIR", help="write bicubic / LIIF / ground-truth crops (and a plot) here"
@@ -352,10 +359,12 @@ def run(args: argparse.Namespace) -> list[report.ImageResult]:
     batch_queries = batch_queries if args.batch_queries is None else args.batch_queries
     if batch_queries <= 0:
         raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
+    if args.tile < 0:
+        raise ValueError(f"--tile must be 0 (whole images) or positive, got {args.tile}")
     model, params = load_model(args.model, args.step)
     print(f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
           f"{protocol!r}", flush=True)
-    results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names)
+    results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names, tile=args.tile)
     if args.json is not None:
         report.write_json(args.json, results)
     return results
