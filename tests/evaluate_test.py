@@ -389,3 +389,18 @@ def test_center_crop_evaluates_the_middle_of_each_image(tmp_path, capsys, tiny_c
     rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--lr-dir", tmp_path / "hr",
                          "--scale", "2", "--protocol", "plain", "--center-crop", "20")
     assert_clean_error(rc, err, "--center-crop")
+
+
+def test_tiles_give_the_whole_image_psnr(tmp_path, capsys, tiny_ckpt):
+    """LR 40 x 48 in tiles of 7 pixels (a halo of 4 + 2): 4 x 5 tiles."""
+    write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8))
+    psnrs = []
+    for tile in (0, 7):
+        rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2.5", "--protocol",
+                             "plain", "--tile", tile, "--json", tmp_path / f"{tile}.json")
+        assert rc == 0, err
+        psnrs.append(json.loads((tmp_path / f"{tile}.json").read_text())["images"][0]["psnr"])
+    assert psnrs[0] == pytest.approx(psnrs[1], abs=1e-4)
+    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--protocol",
+                         "plain", "--tile", -1)
+    assert rc == 1 and "--tile" in err
