@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from liif_jax import data, render, train_lib
+from liif_jax import pipeline, render, sources, train_lib, wrappers
 from liif_jax.configs import base_config, liif_spec
 from liif_jax.models import LIIF, build_model
 from liif_jax.report import device_slug
@@ -265,7 +265,7 @@ def random_params(model: LIIF, inp_size: int, seed: int = 0) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def synthetic_source(sizes: Sizes) -> data.ArraySource:
+def synthetic_source(sizes: Sizes) -> sources.ArraySource:
     """Random uint8 images held in memory, repeated to the official source length. The cost of a
     crop does not depend on content, but grain's shuffle costs milliseconds per element on a
     source of a few elements (see `SOURCE_LEN`)."""
@@ -273,7 +273,7 @@ def synthetic_source(sizes: Sizes) -> data.ArraySource:
     images = [rng.integers(0, 256, (*sizes.image_hw, 3), dtype=np.uint8) for _ in range(sizes.n_images)]
     names = [f"synthetic_{i}" for i in range(sizes.n_images)]
     repeat = SOURCE_LEN // sizes.n_images
-    return data.ArraySource(images * repeat, names * repeat)
+    return sources.ArraySource(images * repeat, names * repeat)
 
 
 class Pipeline:
@@ -282,12 +282,12 @@ class Pipeline:
 
     def __init__(self, sizes: Sizes):
         self.sizes = sizes
-        self.transform = data.RandomScaleDownsample(sizes.inp_size, 1.0, 4.0, augment=True, sample_q=sizes.sample_q)
-        self._it: data.TrainIterator | None = None
+        self.transform = wrappers.RandomScaleDownsample(sizes.inp_size, 1.0, 4.0, augment=True, sample_q=sizes.sample_q)
+        self._it: pipeline.TrainIterator | None = None
         self.stats: Result = {}
 
     @functools.cached_property
-    def source(self) -> data.ArraySource:
+    def source(self) -> sources.ArraySource:
         return synthetic_source(self.sizes)
 
     def one_batch(self) -> dict[str, np.ndarray]:
@@ -297,14 +297,14 @@ class Pipeline:
         items = [self.transform.random_map(self.source[i % len(self.source)], rng) for i in range(n)]
         return {k: np.stack([x[k] for x in items]) for k in train_lib.MODEL_KEYS}
 
-    def iterator(self) -> data.TrainIterator:
+    def iterator(self) -> pipeline.TrainIterator:
         if self._it is None:
             s = self.sizes
-            self._it = data.make_train_dataset(self.source, self.transform, s.batch, seed=0, num_workers=s.num_workers)
+            self._it = pipeline.make_train_dataset(self.source, self.transform, s.batch, seed=0, num_workers=s.num_workers)
             self.stats = self._measure(self._it)
         return self._it
 
-    def _measure(self, it: data.TrainIterator) -> Result:
+    def _measure(self, it: pipeline.TrainIterator) -> Result:
         """The pipeline alone: start-up time, then batches drained as fast as they come."""
         s = self.sizes
         first = seconds(lambda: next(it))

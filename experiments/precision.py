@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax import data, evaluate, report
+from liif_jax import evaluate, report, sources
 from liif_jax.checkpoints import load_model
 
 # name -> (compute dtype, matmul precision)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     scales = evaluate.parse_scales(args.scale)
     evaluate.check_scales(scales, args.protocol)
-    source = data.ImageFolder(args.hr_dir, split_file=args.split_file, split_key=args.split_key)
+    source = sources.ImageFolder(args.hr_dir, split_file=args.split_file, split_key=args.split_key)
     results = {}
     for name in SETTINGS:
         print(f"{name} ...", flush=True)

@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 
 from liif_jax.models import LIIF, MetaSR, Spec, build_model
 from liif_jax.pth import OFFICIAL_SUFFIXES
+from liif_jax.state_dict import load_official
 
 FORMAT = "liif_jax"
 PARAMS, META = "params", "meta"
@@ -90,8 +91,6 @@ def restore_params(manager_dir: pathlib.Path, step: int, abstract_params: Any) -
 def load_model(path: str | os.PathLike, step: int | None = None, dtype=None) -> tuple[LIIF | MetaSR, Any]:
     """(model, params) from an official `.pth` or any liif_jax checkpoint location."""
     if str(path).endswith(OFFICIAL_SUFFIXES):
-        from liif_jax.convert import load_official
-
         return load_official(path, dtype)
     manager_dir, step = resolve(path, step)
     meta = read_meta(manager_dir, step)

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from liif_jax import data
+from liif_jax import sources, wrappers
 
-SOURCES: dict[str, Callable[..., data.DataSource]] = {
-    "image-folder": lambda root_path, first_k=None, repeat=1, cache=False, cache_dir=None, split_file=None, split_key=None: data.ImageFolder(
+SOURCES: dict[str, Callable[..., sources.DataSource]] = {
+    "image-folder": lambda root_path, first_k=None, repeat=1, cache=False, cache_dir=None, split_file=None, split_key=None: sources.ImageFolder(
         root_path, first_k, repeat, cache, cache_dir, split_file, split_key
     ),
-    "paired-image-folders": lambda root_path_1, root_path_2, first_k=None, repeat=1, cache=False, cache_dir=None, split_file=None, split_key=None: data.PairedImageFolders(
+    "paired-image-folders": lambda root_path_1, root_path_2, first_k=None, repeat=1, cache=False, cache_dir=None, split_file=None, split_key=None: sources.PairedImageFolders(
         root_path_1, root_path_2, first_k, repeat, cache, cache_dir, split_file, split_key
     ),
-    "tfds": lambda name, data_dir, split, hr_key="hr", lr_key=None: data.TfdsSource(name, data_dir, split, hr_key, lr_key),
-    "samples": lambda split, repeat=1: data.sample_images(split, repeat),
+    "tfds": lambda name, data_dir, split, hr_key="hr", lr_key=None: sources.TfdsSource(name, data_dir, split, hr_key, lr_key),
+    "samples": lambda split, repeat=1: sources.sample_images(split, repeat),
 }
 
 WRAPPERS: dict[str, Callable[..., Any]] = {
-    "sr-implicit-downsampled": data.RandomScaleDownsample,
-    "sr-implicit-paired": data.PairedRandomCrop,
-    "sr-implicit-uniform-varied": data.UniformVariedResize,
+    "sr-implicit-downsampled": wrappers.RandomScaleDownsample,
+    "sr-implicit-paired": wrappers.PairedRandomCrop,
+    "sr-implicit-uniform-varied": wrappers.UniformVariedResize,
 }
 
 
@@ -39,7 +39,7 @@ def _build(registry: Mapping[str, Callable[..., Any]], spec: Mapping[str, Any], 
         raise ValueError(f"{what} {name!r}: bad args {sorted(args)}: {e}") from None
 
 
-def make_source(spec: Mapping[str, Any], what: str = "dataset") -> data.DataSource:
+def make_source(spec: Mapping[str, Any], what: str = "dataset") -> sources.DataSource:
     return _build(SOURCES, spec, what)
 
 

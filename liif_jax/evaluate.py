@@ -11,7 +11,7 @@ plain`). `--tfds NAME` reads a prepared TFDS set (ArrayRecord, no TensorFlow) in
 config, as `python test.py --config` does.
 
 The library call `evaluate(model, params, source, scales, protocol)` is what the CLI, the training
-loop and a notebook share. A source is any sequence (a `liif_jax.data` source, or a plain list) of
+loop and a notebook share. A source is any sequence (a `liif_jax.sources` source, or a plain list) of
 uint8 HR images (H, W, 3), or of {'lr', 'hr'} dicts for given LR inputs. Every prediction goes
 through `render.upscale`, tile by tile (`tile` input pixels per side), so memory is bounded whatever
 the image size.
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from liif_jax import configs, data, datasets, metrics, report
+from liif_jax import configs, datasets, metrics, report, sources
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import LIIF, MetaSR
@@ -135,7 +135,7 @@ def evaluate(
 
     Elements of `source` are uint8 HR images (LR made per scale) or {'lr', 'hr'} dicts (given LR,
     one scale). Results are named by `names`, else by `source.describe(i)` when the source has it
-    (the `liif_jax.data` sources), else `image<i>`; errors name `source.describe(i)` when present,
+    (the `liif_jax.sources` sources), else `image<i>`; errors name `source.describe(i)` when present,
     as that names every file involved. `save_images` gets a bicubic / LIIF / ground-truth crop per
     image and scale, and a PSNR-vs-scale plot when there are several scales.
     """
@@ -234,15 +234,15 @@ def open_source(args: argparse.Namespace) -> tuple[Sequence[Any], list[str]]:
     if args.tfds is not None:
         if args.lr_dir is not None:
             raise ValueError("--lr-dir does not apply to --tfds; use --tfds-lr-key for the set's LR images")
-        source = data.TfdsSource(args.tfds, args.tfds_data_dir, args.split, lr_key=args.tfds_lr_key)
+        source = sources.TfdsSource(args.tfds, args.tfds_data_dir, args.split, lr_key=args.tfds_lr_key)
         return source, [source.describe(i) for i in range(len(source))]
     if (args.split_file is None) != (args.split_key is None):
         raise ValueError("--split-file and --split-key go together (e.g. --split-file load/celebAHQ/split.json --split-key val)")
     split = {"split_file": args.split_file, "split_key": args.split_key}
     if args.lr_dir is not None:
-        paired = data.PairedImageFolders(args.lr_dir, args.hr_dir, **split)
+        paired = sources.PairedImageFolders(args.lr_dir, args.hr_dir, **split)
         return paired, [hr.name for _, hr in paired.pairs]
-    folder = data.ImageFolder(args.hr_dir, **split)
+    folder = sources.ImageFolder(args.hr_dir, **split)
     return folder, [f.name for f in folder.files]
 
 

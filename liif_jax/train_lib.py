@@ -27,7 +27,7 @@ import optax
 import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from liif_jax import checkpoints, data, datasets
+from liif_jax import checkpoints, datasets, pipeline
 from liif_jax.models import LIIF, MetaSR, build_model
 
 Batch = dict[str, Any]
@@ -127,13 +127,13 @@ def compute_dtype(name: str):
 # ---------------------------------------------------------------------------------------------
 
 
-def train_iterator(config: ml_collections.ConfigDict) -> tuple[data.TrainIterator, int]:
+def train_iterator(config: ml_collections.ConfigDict) -> tuple[pipeline.TrainIterator, int]:
     """(checkpointable iterator of this process's batches, steps per epoch)."""
     cfg = config.data.train
     source = datasets.make_source(cfg.dataset.to_dict(), "data.train.dataset")
     wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.train.wrapper")
-    it = data.make_train_dataset(source, wrapper, cfg.batch_size, config.seed, num_workers=config.num_workers)
-    return it, data.steps_per_epoch(len(source), cfg.batch_size)
+    it = pipeline.make_train_dataset(source, wrapper, cfg.batch_size, config.seed, num_workers=config.num_workers)
+    return it, pipeline.steps_per_epoch(len(source), cfg.batch_size)
 
 
 def val_dataset(config: ml_collections.ConfigDict):
@@ -145,7 +145,7 @@ def val_dataset(config: ml_collections.ConfigDict):
     repeat = args.pop("repeat", 1)  # the validation set repeats its crops itself (same batches each pass)
     source = datasets.make_source({**spec, "args": args}, "data.val.dataset")
     wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.val.wrapper")
-    return data.make_val_dataset(source, cfg.batch_size, config.seed, wrapper, first_k=None, repeat=repeat)
+    return pipeline.make_val_dataset(source, cfg.batch_size, config.seed, wrapper, first_k=None, repeat=repeat)
 
 
 # ---------------------------------------------------------------------------------------------

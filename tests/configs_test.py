@@ -49,14 +49,23 @@ def test_ablation_configs_differ_from_the_base_in_one_switch():
     assert base["edsr-baseline-liif"].optimizer.milestones == (200, 400, 600, 800)
 
 
-def test_mate_nature_split_holds_out_the_last_three_photos(shared_data_dir):
+def test_mate_nature_split_holds_out_the_last_three_photos(tmp_path):
+    """The split file itself; the photos are not needed: empty files with their names stand in."""
     c = load(next(p for p in CONFIGS if p.stem == "mate-nature-edsr-baseline-liif"))
-    spec = c.data.train.dataset.to_dict()
-    spec["args"] = {**spec["args"], "cache": False}
-    train = datasets.make_source(spec)
-    held = datasets.make_source(c.final_eval.dataset.to_dict())
-    assert len(train) == 9 * 200 and [f.name for f in held.files] == ["TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg"]
-    assert not {f.name for f in train.files} & {f.name for f in held.files}
+    split = json.loads(pathlib.Path(c.data.train.dataset.args.split_file).read_text())
+    names = sorted(split["train"] + split["test"])
+    assert len(names) == len(set(names)) == 12
+    assert split["test"] == names[-3:] == ["TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg"]
+    for name in names:
+        (tmp_path / name).touch()
+
+    def source(dataset):
+        args = {**dataset.args.to_dict(), "root_path": str(tmp_path), "cache": False}
+        return datasets.make_source({"name": dataset.name, "args": args})
+
+    train, val, held = source(c.data.train.dataset), source(c.data.val.dataset), source(c.final_eval.dataset)
+    assert len(train) == 9 * 200 and [f.name for f in train.files] == split["train"]
+    assert [f.name for f in val.files] == [f.name for f in held.files] == split["test"]
 
 
 def test_celebahq_config_reads_the_official_data_layout(tmp_path, monkeypatch):
@@ -190,8 +199,8 @@ def test_official_yaml_refuses_what_it_cannot_reproduce(tmp_path, change, needle
 
 def test_skimage_split_file_is_the_quickstart_split():
     """experiments/configs/splits/skimage-photos.json lets the CLIs name the quick start's held-out photos."""
-    from liif_jax import data
+    from liif_jax import sources
 
     split = json.loads((CONFIGS[0].parent / "splits" / "skimage-photos.json").read_text())
-    assert split == {"train": list(data.SAMPLE_IMAGES[:-2]), "val": list(data.SAMPLE_IMAGES[-2:])}
-    assert [n.split("/")[-1] for n in map(data.sample_images("val").describe, range(2))] == split["val"]
+    assert split == {"train": list(sources.SAMPLE_IMAGES[:-2]), "val": list(sources.SAMPLE_IMAGES[-2:])}
+    assert [n.split("/")[-1] for n in map(sources.sample_images("val").describe, range(2))] == split["val"]

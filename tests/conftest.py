@@ -10,11 +10,17 @@ import pytest
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-REFERENCE_DIR = pathlib.Path(
-    os.environ.get("LIIF_REFERENCE_DIR", pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "reference")
-).resolve()
-DATA_DIR = REFERENCE_DIR.parent / "data"
+TESTS = pathlib.Path(__file__).resolve().parent
+# Vectors from the official PyTorch code (experiments/reference/make_reference.py). LIIF_REFERENCE_DIR
+# may name another folder of the same format (e.g. one made with full-width models) as an extra check.
+REFERENCE_DIR = pathlib.Path(os.environ.get("LIIF_REFERENCE_DIR") or TESTS / "data" / "reference").resolve()
+TFDS_DIR = TESTS / "data" / "tfds"  # tiny_div2k_like: see tests/data/tfds/README.md
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not REFERENCE_DIR.is_dir():
+        raise pytest.UsageError(f"LIIF_REFERENCE_DIR={REFERENCE_DIR} is not a folder; unset it for tests/data/reference")
 
 
 def load_module(path: pathlib.Path) -> types.ModuleType:
@@ -23,15 +29,3 @@ def load_module(path: pathlib.Path) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="session")
-def reference_dir() -> pathlib.Path:
-    if not REFERENCE_DIR.is_dir():
-        pytest.fail(f"reference vectors not found at {REFERENCE_DIR}; set LIIF_REFERENCE_DIR")
-    return REFERENCE_DIR
-
-
-@pytest.fixture(scope="session")
-def shared_data_dir() -> pathlib.Path:
-    return DATA_DIR

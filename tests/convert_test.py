@@ -12,42 +12,43 @@ import numpy as np
 import pytest
 
 import reference
-from liif_jax import convert, pth
+from liif_jax import convert, pth, state_dict
 from liif_jax.checkpoints import load_model, save_model
 from liif_jax.models import build_model
 
 
-def test_pth_gives_the_params_and_output_of_its_npz_twin(reference_dir):
-    model, params = convert.load_official(reference_dir / "edsr_baseline_liif_seed1.pth")
+def test_pth_gives_the_params_and_output_of_its_npz_twin():
+    model, params = state_dict.load_official(reference.path("edsr_baseline_liif_seed1.pth"))
     _, twin, ref = reference.load("edsr_baseline_liif")
     jax.tree.map(np.testing.assert_array_equal, params, twin)
     out = model.apply(params, jnp.asarray(reference.nhwc(ref["inp"])), ref["coord"], ref["cell"])
     np.testing.assert_allclose(np.asarray(out), ref["out"], atol=1e-4, rtol=0)
 
 
-def test_pth_keeps_optimizer_state_and_epoch(reference_dir):
-    ckpt = pth.load_pth(reference_dir / "edsr_baseline_liif_seed1.pth")
+def test_pth_keeps_optimizer_state_and_epoch():
+    ckpt = pth.load_pth(reference.path("edsr_baseline_liif_seed1.pth"))
     assert set(ckpt) >= {"model", "optimizer", "epoch"}
     assert isinstance(ckpt["model"]["sd"], collections.OrderedDict)
-    assert ckpt["model"]["sd"]["encoder.head.0.weight"].shape == (64, 3, 3, 3)
+    twin = reference.arrays("edsr_baseline_liif")["param/encoder.head.0.weight"]
+    np.testing.assert_array_equal(ckpt["model"]["sd"]["encoder.head.0.weight"], twin)
 
 
 @pytest.mark.parametrize("name", ["edsr-baseline-liif", "rdn-liif"])
-def test_full_size_official_state_dicts_map_completely(name, reference_dir):
-    entry = json.loads((reference_dir / "official_state_dict_shapes.json").read_text())[name]
+def test_full_size_official_state_dicts_map_completely(name):
+    entry = json.loads(reference.path("official_state_dict_shapes.json").read_text())[name]
     model = build_model(entry["model_spec"])
     sd = {k: np.zeros(shape, np.float32) for k, shape in entry["state_dict"].items()}
-    params = convert.params_from_state_dict(model, sd)  # raises on any missing/unexpected/misshapen key
+    params = state_dict.params_from_state_dict(model, sd)  # raises on any missing/unexpected/misshapen key
     assert sum(x.size for x in jax.tree.leaves(params)) == entry["num_params"]
-    back = convert.state_dict_from_params(params)
-    used = {k for k in sd if not k.startswith(convert.UNUSED_PREFIXES)}
+    back = state_dict.state_dict_from_params(params)
+    used = {k for k in sd if not k.startswith(state_dict.UNUSED_PREFIXES)}
     assert set(back) == used
     assert all(back[k].shape == tuple(entry["state_dict"][k]) for k in used)
 
 
 def test_state_dict_round_trip_is_exact():
     _, params, ref = reference.load("rdn_liif_small")
-    back = convert.state_dict_from_params(params)
+    back = state_dict.state_dict_from_params(params)
     for k, v in back.items():
         np.testing.assert_array_equal(v, ref[f"param/{k}"].astype(np.float32))
 
@@ -57,14 +58,15 @@ def test_mismatch_names_missing_unexpected_and_misshapen_keys():
     sd = reference.state_dict(ref)
     del sd["imnet.layers.8.bias"]
     sd["imnet.layers.10.weight"] = np.zeros((3, 3), np.float32)
-    sd["encoder.head.0.weight"] = np.zeros((64, 4, 3, 3), np.float32)
-    with pytest.raises(convert.CheckpointMismatchError) as e:
-        convert.params_from_state_dict(model, sd, "x.pth")
+    n = sd["encoder.head.0.weight"].shape[0]
+    sd["encoder.head.0.weight"] = np.zeros((n, 4, 3, 3), np.float32)
+    with pytest.raises(state_dict.CheckpointMismatchError) as e:
+        state_dict.params_from_state_dict(model, sd, "x.pth")
     msg = str(e.value)
     assert "x.pth" in msg
     assert "missing (1): imnet.layers.8.bias" in msg
     assert "unexpected (1): imnet.layers.10.weight" in msg
-    assert "encoder.head.0.weight: file (64, 4, 3, 3), model (64, 3, 3, 3)" in msg
+    assert f"encoder.head.0.weight: file ({n}, 4, 3, 3), model ({n}, 3, 3, 3)" in msg
 
 
 @pytest.mark.parametrize("name", ["edsr_baseline_liif_no_cell", "rdn_liif_small"])
@@ -123,19 +125,19 @@ def test_non_checkpoint_files_get_clear_errors(tmp_path):
         load_model(tmp_path / "missing.pth")
 
 
-def test_convert_cli_writes_an_orbax_checkpoint_every_tool_reads(reference_dir, tmp_path, capsys):
+def test_convert_cli_writes_an_orbax_checkpoint_every_tool_reads(tmp_path, capsys):
     out = tmp_path / "ckpt"
-    assert convert.main([str(reference_dir / "edsr_baseline_liif_seed1.pth"), str(out)]) == 0
-    assert "1.57 M parameters" in capsys.readouterr().out
-    model, params = load_model(out)
+    assert convert.main([str(reference.path("edsr_baseline_liif_seed1.pth")), str(out)]) == 0
     _, twin, _ = reference.load("edsr_baseline_liif")
+    assert f"{sum(x.size for x in jax.tree.leaves(twin)) / 1e6:.2f} M parameters" in capsys.readouterr().out
+    model, params = load_model(out)
     jax.tree.map(np.testing.assert_array_equal, params, twin)
     assert model.spec == reference.manifest()["edsr_baseline_liif"]["model_spec"]
     # Step directory and --step resolve too; a non-empty output is refused.
     assert load_model(out / "0")[0].spec == model.spec
     with pytest.raises(FileNotFoundError, match="available steps: \\[0\\]"):
         load_model(out, step=5)
-    assert convert.main([str(reference_dir / "edsr_baseline_liif_seed1.pth"), str(out)]) == 1
+    assert convert.main([str(reference.path("edsr_baseline_liif_seed1.pth")), str(out)]) == 1
     assert "not empty" in capsys.readouterr().err
 
 
@@ -184,16 +186,16 @@ def test_half_precision_checkpoints_load_as_their_exact_values(dtype, tmp_path):
     sd = collections.OrderedDict((k, v.astype(np_dtype)) for k, v in reference.state_dict(ref).items())
     pth.save_pth(tmp_path / "half.pth", {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}})
     _, params = load_model(tmp_path / "half.pth")
-    back = convert.state_dict_from_params(params)
+    back = state_dict.state_dict_from_params(params)
     for k, v in sd.items():
         np.testing.assert_array_equal(back[k], v.astype(np.float32))
 
 
-def test_export_to_pth_gives_back_the_official_file(reference_dir, tmp_path):
+def test_export_to_pth_gives_back_the_official_file(tmp_path):
     """Official .pth -> our params -> .pth: the same spec and the complete state dict, mean shifts included."""
-    original = pth.load_pth(reference_dir / "edsr_baseline_liif_seed1.pth")["model"]
-    model, params = convert.load_official(reference_dir / "edsr_baseline_liif_seed1.pth")
-    convert.save_official(tmp_path / "out.pth", model, params)
+    original = pth.load_pth(reference.path("edsr_baseline_liif_seed1.pth"))["model"]
+    model, params = state_dict.load_official(reference.path("edsr_baseline_liif_seed1.pth"))
+    state_dict.save_official(tmp_path / "out.pth", model, params)
     exported = pth.load_pth(tmp_path / "out.pth")
     assert list(exported) == ["model"]  # all that the official test.py and demo.py read
     entry = exported["model"]
@@ -209,7 +211,7 @@ def test_metasr_export_is_the_official_state_dict():
     from metasr_reference_test import load
 
     model, params, arrs = load()
-    sd = convert.official_state_dict(model, params)
+    sd = state_dict.official_state_dict(model, params)
     want = reference.state_dict(arrs)
     assert set(sd) == set(want)
     for k, v in want.items():
@@ -226,7 +228,7 @@ def test_convert_cli_exports_a_checkpoint_to_pth_and_refuses_what_it_cannot(tmp_
     assert model2.spec == model.spec
     jax.tree.map(np.testing.assert_array_equal, params2, params)
     sd = pth.load_pth(out)["model"]["sd"]
-    assert set(sd) == set(convert.state_dict_from_params(params))  # RDN has no mean shift to add
+    assert set(sd) == set(state_dict.state_dict_from_params(params))  # RDN has no mean shift to add
 
     for argv, message in [
         ([str(out), str(tmp_path / "again.pth")], "rdn.pth is already an official checkpoint; nothing to convert"),

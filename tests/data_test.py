@@ -10,7 +10,8 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from liif_jax import data
+from conftest import TFDS_DIR
+from liif_jax import pipeline, sources, wrappers
 from liif_jax.coords import make_cell, make_coord
 from liif_jax.imaging import ImageError, denormalize, resize_bicubic
 
@@ -88,7 +89,7 @@ def check_queries(out, n_hr, sample_q):
 @pytest.mark.parametrize("augment", [True, False])
 def test_random_scale_downsample_geometry(augment):
     img = position_image(250, 230)
-    transform = data.RandomScaleDownsample(48, 1.0, 4.0, augment=augment, sample_q=2304)
+    transform = wrappers.RandomScaleDownsample(48, 1.0, 4.0, augment=augment, sample_q=2304)
     seen_flips, scales = set(), []
     for seed in range(24):
         out = transform.random_map(img, np.random.default_rng(seed))
@@ -120,7 +121,7 @@ def test_random_scale_downsample_whole_image_for_evaluation():
     img = position_image(250, 230)
     cases = [(3.3, (75, 69), (248, 228)), (250 / 102, (102, 93), (250, 228)), (4.0, (62, 57), (248, 228))]
     for s, (h_lr, w_lr), (h_hr, w_hr) in cases + [(1.0, (250, 230), (250, 230))]:
-        out = data.RandomScaleDownsample(None, s, s, augment=False, sample_q=None).random_map(
+        out = wrappers.RandomScaleDownsample(None, s, s, augment=False, sample_q=None).random_map(
             img, np.random.default_rng(0)
         )
         hr = img[:h_hr, :w_hr]
@@ -132,7 +133,7 @@ def test_random_scale_downsample_whole_image_for_evaluation():
 
 def test_crop_side_uses_python_round():
     """round(16 * 1.28125) = round(20.5) = 20 (half to even, as the official Python `round`)."""
-    out = data.RandomScaleDownsample(16, 1.28125, 1.28125, sample_q=None).random_map(
+    out = wrappers.RandomScaleDownsample(16, 1.28125, 1.28125, sample_q=None).random_map(
         position_image(60, 60), np.random.default_rng(0)
     )
     assert out["coord"].shape == (400, 2)
@@ -141,7 +142,7 @@ def test_crop_side_uses_python_round():
 def test_paired_random_crop_aligns_lr_and_hr():
     hr = position_image(203, 161)
     lr = position_image(50, 40, tag=99)
-    transform = data.PairedRandomCrop(12, augment=True, sample_q=300)
+    transform = wrappers.PairedRandomCrop(12, augment=True, sample_q=300)
     seen = set()
     for seed in range(12):
         out = transform.random_map({"lr": lr, "hr": hr}, np.random.default_rng(seed))
@@ -158,7 +159,7 @@ def test_paired_random_crop_aligns_lr_and_hr():
         seen.add(flips)
     assert len(seen) >= 4
 
-    whole = data.PairedRandomCrop(None, augment=False, sample_q=None).random_map(
+    whole = wrappers.PairedRandomCrop(None, augment=False, sample_q=None).random_map(
         {"lr": lr, "hr": hr}, np.random.default_rng(0)
     )
     check_queries(whole, (200, 160), None)
@@ -168,16 +169,16 @@ def test_paired_random_crop_aligns_lr_and_hr():
 
 def test_transform_argument_errors():
     with pytest.raises(ValueError, match="sample_q"):
-        data.RandomScaleDownsample(48, 1.0, 4.0, sample_q=48 * 48 + 1)
+        wrappers.RandomScaleDownsample(48, 1.0, 4.0, sample_q=48 * 48 + 1)
     with pytest.raises(ValueError, match="scale_min"):
-        data.RandomScaleDownsample(48, 4.0, 2.0)
+        wrappers.RandomScaleDownsample(48, 4.0, 2.0)
     with pytest.raises(ImageError, match="smaller than the 12x12"):
-        data.PairedRandomCrop(12, sample_q=100).random_map(
+        wrappers.PairedRandomCrop(12, sample_q=100).random_map(
             {"lr": np.zeros((10, 30, 3), np.uint8), "hr": np.zeros((40, 120, 3), np.uint8)},
             np.random.default_rng(0),
         )
     with pytest.raises(ImageError, match="sample_q"):
-        data.PairedRandomCrop(4, sample_q=100).random_map(
+        wrappers.PairedRandomCrop(4, sample_q=100).random_map(
             {"lr": np.zeros((10, 10, 3), np.uint8), "hr": np.zeros((20, 20, 3), np.uint8)},
             np.random.default_rng(0),
         )
@@ -188,11 +189,11 @@ def test_transform_argument_errors():
 # ---------------------------------------------------------------------------------------------
 
 
-def small_source(n: int = 6) -> data.ArraySource:
-    return data.ArraySource([position_image(40 + 3 * k, 44, tag=k) for k in range(n)], [f"im{k}" for k in range(n)])
+def small_source(n: int = 6) -> sources.ArraySource:
+    return sources.ArraySource([position_image(40 + 3 * k, 44, tag=k) for k in range(n)], [f"im{k}" for k in range(n)])
 
 
-SMALL = data.RandomScaleDownsample(8, 1.0, 4.0, augment=True, sample_q=64)
+SMALL = wrappers.RandomScaleDownsample(8, 1.0, 4.0, augment=True, sample_q=64)
 
 
 def take(it, k):
@@ -214,7 +215,7 @@ def differs(a, b):
 def train_iter(seed=0, **kw):
     kw.setdefault("shard_index", 0)
     kw.setdefault("shard_count", 1)
-    return data.make_train_dataset(small_source(), SMALL, 4, seed, **kw)
+    return pipeline.make_train_dataset(small_source(), SMALL, 4, seed, **kw)
 
 
 def test_batches_shape_and_seed_determinism():
@@ -275,7 +276,7 @@ class TagIndex(grain.transforms.RandomMap):
 
 
 def id_source(n):
-    return data.ArraySource([np.full((1, 1, 3), k, np.uint8) for k in range(n)], [str(k) for k in range(n)])
+    return sources.ArraySource([np.full((1, 1, 3), k, np.uint8) for k in range(n)], [str(k) for k in range(n)])
 
 
 def ids(it):
@@ -284,8 +285,8 @@ def ids(it):
 
 def test_sharding_disjoint_covering_and_equal_to_the_global_batches():
     source = id_source(12)
-    glob = ids(data.make_train_dataset(source, TagIndex(), 4, 0, 0, 1, num_epochs=2))
-    shards = [ids(data.make_train_dataset(source, TagIndex(), 4, 0, p, 2, num_epochs=2)) for p in range(2)]
+    glob = ids(pipeline.make_train_dataset(source, TagIndex(), 4, 0, 0, 1, num_epochs=2))
+    shards = [ids(pipeline.make_train_dataset(source, TagIndex(), 4, 0, p, 2, num_epochs=2)) for p in range(2)]
     assert len(glob) == 6 and [len(s) for s in shards] == [6, 6]
     for step, batch in enumerate(glob):
         assert sorted(shards[0][step] + shards[1][step]) == sorted(batch)
@@ -295,35 +296,35 @@ def test_sharding_disjoint_covering_and_equal_to_the_global_batches():
         assert sorted(seen[0] + seen[1]) == list(range(12))
     assert sum(glob[:3], []) != sum(glob[3:], [])  # reshuffled every epoch
     with pytest.raises(ValueError, match="multiple"):
-        data.make_train_dataset(source, TagIndex(), 5, 0, 0, 2)
+        pipeline.make_train_dataset(source, TagIndex(), 5, 0, 0, 2)
 
 
 def test_steps_per_epoch_counts_the_last_partial_batch():
-    assert data.steps_per_epoch(16000, 16) == 1000
-    assert data.steps_per_epoch(10, 4) == 3
-    assert data.steps_per_epoch(12, 4) == 3
+    assert pipeline.steps_per_epoch(16000, 16) == 1000
+    assert pipeline.steps_per_epoch(10, 4) == 3
+    assert pipeline.steps_per_epoch(12, 4) == 3
 
 
 def test_val_dataset_is_the_same_every_pass():
-    val = data.make_val_dataset(id_source(12), batch_size=16, transform=TagIndex(), shard_index=0, shard_count=1)
+    val = pipeline.make_val_dataset(id_source(12), batch_size=16, transform=TagIndex(), shard_index=0, shard_count=1)
     assert len(val) == 100  # 10 images x 160 / 16
     first = ids(val)
     assert first == ids(val)
     assert sorted(sum(first, [])) == sorted(list(range(10)) * 160)
 
-    photos = data.ArraySource([position_image(200, 210, tag=k) for k in range(4)], list("abcd"))
-    img_val = data.make_val_dataset(photos, 4, seed=1, first_k=3, repeat=2, shard_index=0, shard_count=1)
+    photos = sources.ArraySource([position_image(200, 210, tag=k) for k in range(4)], list("abcd"))
+    img_val = pipeline.make_val_dataset(photos, 4, seed=1, first_k=3, repeat=2, shard_index=0, shard_count=1)
     passes = [list(img_val), list(img_val)]
     assert_same(*passes)
     assert [len(b["gt"]) for b in passes[0]] == [4, 2]
     assert passes[0][0]["inp"].shape == (4, 48, 48, 3) and passes[0][0]["gt"].shape == (4, 2304, 3)
-    other_seed = data.make_val_dataset(photos, 4, seed=2, first_k=3, repeat=2, shard_index=0, shard_count=1)
+    other_seed = pipeline.make_val_dataset(photos, 4, seed=2, first_k=3, repeat=2, shard_index=0, shard_count=1)
     assert differs(passes[0], list(other_seed))
 
 
 def test_image_smaller_than_the_crop_names_it():
-    source = data.ArraySource([position_image(200, 200), position_image(150, 300)], ["big.png", "tiny.png"])
-    it = data.make_train_dataset(source, data.RandomScaleDownsample(48, 1.0, 4.0), 2, 0, 0, 1)
+    source = sources.ArraySource([position_image(200, 200), position_image(150, 300)], ["big.png", "tiny.png"])
+    it = pipeline.make_train_dataset(source, wrappers.RandomScaleDownsample(48, 1.0, 4.0), 2, 0, 0, 1)
     with pytest.raises(ImageError, match=r"tiny\.png.*150x300.*192x192.*scale_max"):
         take(it, 1)
 
@@ -345,38 +346,38 @@ def test_image_folder(tmp_path):
     root = write_pngs(tmp_path / "hr", [(f"{k:04d}.png", im) for k, im in enumerate(imgs)])
     (root / "readme.txt").write_text("not an image")
 
-    folder = data.ImageFolder(root)
+    folder = sources.ImageFolder(root)
     assert len(folder) == 3
     for k in range(3):
         np.testing.assert_array_equal(folder[k], imgs[k])
     with pytest.raises(IndexError):
         folder[3]
 
-    repeated = data.ImageFolder(root, first_k=2, repeat=3)
+    repeated = sources.ImageFolder(root, first_k=2, repeat=3)
     assert len(repeated) == 6
     np.testing.assert_array_equal(repeated[5], imgs[1])
     assert repeated.describe(5).endswith("0001.png")
 
-    cached = data.ImageFolder(root, cache=True)
+    cached = sources.ImageFolder(root, cache=True)
     (root / "0000.png").unlink()
     np.testing.assert_array_equal(cached[0], imgs[0])  # decoded once, at construction
 
 
 def test_image_folder_errors_name_folder_and_file(tmp_path):
     with pytest.raises(ImageError, match="missing_dir"):
-        data.ImageFolder(tmp_path / "missing_dir")
+        sources.ImageFolder(tmp_path / "missing_dir")
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(ImageError, match="empty_dir"):
-        data.ImageFolder(tmp_path / "empty_dir")
+        sources.ImageFolder(tmp_path / "empty_dir")
 
     root = write_pngs(tmp_path / "hr", [("0001.png", position_image(10, 10))])
     (root / "0002.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    folder = data.ImageFolder(root)
+    folder = sources.ImageFolder(root)
     folder[0]
     with pytest.raises(ImageError, match="0002.png"):
         folder[1]
     with pytest.raises(ImageError, match="0002.png"):
-        data.ImageFolder(root, cache=True)
+        sources.ImageFolder(root, cache=True)
 
 
 @pytest.mark.parametrize(
@@ -393,12 +394,12 @@ def test_paired_folders_pair_by_name(tmp_path, lr_names, hr_names):
     lr_imgs = [position_image(10, 12, tag=50 + k) for k in range(2)]
     write_pngs(tmp_path / "HR", list(zip(hr_names, hr_imgs)))
     write_pngs(tmp_path / "LR_bicubic" / "X4", list(zip(lr_names, lr_imgs)))
-    paired = data.PairedImageFolders(tmp_path / "LR_bicubic" / "X4", tmp_path / "HR", repeat=2)
+    paired = sources.PairedImageFolders(tmp_path / "LR_bicubic" / "X4", tmp_path / "HR", repeat=2)
     assert len(paired) == 4
     for k in range(4):
         np.testing.assert_array_equal(paired[k]["hr"], hr_imgs[k % 2])
         np.testing.assert_array_equal(paired[k]["lr"], lr_imgs[k % 2])
-    out = data.PairedRandomCrop(8, sample_q=64).random_map(paired[0], np.random.default_rng(0))
+    out = wrappers.PairedRandomCrop(8, sample_q=64).random_map(paired[0], np.random.default_rng(0))
     assert out["scale"] == 4
 
 
@@ -406,33 +407,33 @@ def test_paired_folders_unmatched_names_are_listed(tmp_path):
     write_pngs(tmp_path / "HR", [(n, position_image(8, 8)) for n in ["0801.png", "0802.png"]])
     write_pngs(tmp_path / "LR", [(n, position_image(2, 2)) for n in ["0801x4.png", "0803x4.png"]])
     with pytest.raises(ImageError, match=r"0803x4\.png.*0802\.png"):
-        data.PairedImageFolders(tmp_path / "LR", tmp_path / "HR")
+        sources.PairedImageFolders(tmp_path / "LR", tmp_path / "HR")
 
 
-def test_tfds_source(shared_data_dir):
-    tfds_dir = shared_data_dir / "tfds"
-    train = data.TfdsSource("tiny_div2k_like", tfds_dir, "train")
+def test_tfds_source():
+    tfds_dir = TFDS_DIR
+    train = sources.TfdsSource("tiny_div2k_like", tfds_dir, "train")
     assert len(train) == 3
     hr = train[0]
     assert hr.dtype == np.uint8 and hr.ndim == 3 and hr.shape[2] == 3
 
-    pairs = data.TfdsSource("tiny_div2k_like", tfds_dir, "validation", lr_key="lr")
+    pairs = sources.TfdsSource("tiny_div2k_like", tfds_dir, "validation", lr_key="lr")
     assert len(pairs) == 2
     pair = pairs[1]
     assert pair["hr"].shape[0] == 4 * pair["lr"].shape[0] and pair["hr"].shape[1] == 4 * pair["lr"].shape[1]
-    out = data.PairedRandomCrop(16, sample_q=512).random_map(pair, np.random.default_rng(0))
+    out = wrappers.PairedRandomCrop(16, sample_q=512).random_map(pair, np.random.default_rng(0))
     assert out["scale"] == 4 and out["gt"].shape == (512, 3)
-    batch = next(data.make_train_dataset(train, data.RandomScaleDownsample(16, 1, 4, sample_q=256), 2, 0, 0, 1))
+    batch = next(pipeline.make_train_dataset(train, wrappers.RandomScaleDownsample(16, 1, 4, sample_q=256), 2, 0, 0, 1))
     assert batch["inp"].shape == (2, 16, 16, 3)
 
     with pytest.raises(ImageError, match="'test'"):
-        data.TfdsSource("tiny_div2k_like", tfds_dir, "test")
+        sources.TfdsSource("tiny_div2k_like", tfds_dir, "test")
     with pytest.raises(ImageError, match="no feature"):
-        data.TfdsSource("tiny_div2k_like", tfds_dir, "train", lr_key="lr_x3")
+        sources.TfdsSource("tiny_div2k_like", tfds_dir, "train", lr_key="lr_x3")
 
 
 def test_sample_images_are_real_photographs_with_a_fixed_split():
-    train, val = data.sample_images("train"), data.sample_images("val")
+    train, val = sources.sample_images("train"), sources.sample_images("val")
     assert len(train) == 6 and val.names == ["chelsea.png", "coffee.png"]
     assert not set(train.names) & set(val.names)
     assert "motorcycle_right.png" not in train.names
@@ -441,7 +442,7 @@ def test_sample_images_are_real_photographs_with_a_fixed_split():
         assert img.std() > 20  # a photograph, not a blank or placeholder
     assert val[0].shape == (300, 451, 3)
     with pytest.raises(ValueError, match="split"):
-        data.sample_images("test")
+        sources.sample_images("test")
 
 
 def test_bin_cache_is_decoded_once_and_shared_through_memory_maps(tmp_path):
@@ -451,19 +452,19 @@ def test_bin_cache_is_decoded_once_and_shared_through_memory_maps(tmp_path):
     imgs = [rng.integers(0, 256, (20, 24, 3), dtype=np.uint8) for _ in range(3)]
     for i, img in enumerate(imgs):
         Image.fromarray(img).save(root / f"{i:04d}.png")
-    src = data.ImageFolder(root, repeat=2, cache="bin")
+    src = sources.ImageFolder(root, repeat=2, cache="bin")
     bins = sorted((tmp_path / "_bin_DIV2K_train_HR").iterdir())
     assert [p.name for p in bins] == ["0000.png.npy", "0001.png.npy", "0002.png.npy"]
     assert isinstance(src[4], np.memmap)
     np.testing.assert_array_equal(src[4], imgs[1])
     (root / "0001.png").unlink()  # reads no longer touch the images: the cache serves them
-    np.testing.assert_array_equal(data.ImageFolder(root, cache="bin")[1], imgs[2])
+    np.testing.assert_array_equal(sources.ImageFolder(root, cache="bin")[1], imgs[2])
     np.testing.assert_array_equal(src[1], imgs[1])
     other = tmp_path / "elsewhere"
-    data.ImageFolder(root, cache="bin", cache_dir=other)
+    sources.ImageFolder(root, cache="bin", cache_dir=other)
     assert len(list(other.iterdir())) == 2
     with pytest.raises(ValueError, match="cache must be one of"):
-        data.ImageFolder(root, cache="disk")
+        sources.ImageFolder(root, cache="disk")
 
 
 def test_split_file_selects_the_named_files_in_order(tmp_path):
@@ -475,12 +476,12 @@ def test_split_file_selects_the_named_files_in_order(tmp_path):
         Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(root / f"{i}.png")
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": ["3.png", "1.png"], "val": ["0.png"], "bad": ["9.png"]}))
-    src = data.ImageFolder(root, split_file=split, split_key="train")
+    src = sources.ImageFolder(root, split_file=split, split_key="train")
     assert [int(src[i][0, 0, 0]) for i in range(len(src))] == [3, 1]
     with pytest.raises(ImageError, match="no split 'test'"):
-        data.ImageFolder(root, split_file=split, split_key="test")
+        sources.ImageFolder(root, split_file=split, split_key="test")
     with pytest.raises(ImageError, match="missing files"):
-        data.ImageFolder(root, split_file=split, split_key="bad")
+        sources.ImageFolder(root, split_file=split, split_key="bad")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,7 +501,7 @@ def celeba_like(tmp_path, n: int = 5, lr: int = 8, hr: int = 32):
 
 def test_paired_folders_by_split_file_with_a_shared_bin_cache(tmp_path):
     split = celeba_like(tmp_path)
-    src = data.PairedImageFolders(tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="train",
+    src = sources.PairedImageFolders(tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="train",
                                   cache="bin", cache_dir=tmp_path / "cache")
     assert len(src) == 5 and src.describe(0).endswith("4.png")
     assert isinstance(src[0]["hr"], np.memmap)
@@ -508,13 +509,13 @@ def test_paired_folders_by_split_file_with_a_shared_bin_cache(tmp_path):
     np.testing.assert_array_equal(src[1]["lr"], position_image(8, 8, tag=3))
     assert len(list((tmp_path / "cache" / "lr").iterdir())) == len(list((tmp_path / "cache" / "hr").iterdir())) == 5
     with pytest.raises(ImageError, match="no split 'test'"):
-        data.PairedImageFolders(tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="test")
+        sources.PairedImageFolders(tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="test")
 
 
 def test_uniform_varied_target_side_grows_linearly_with_the_source_position():
     """Official: element idx of n gets an HR side round(min + (max - min) * idx / (n - 1))."""
     lr, hr = position_image(8, 8), position_image(32, 32)
-    transform = data.UniformVariedResize(8, 32, sample_q=None)
+    transform = wrappers.UniformVariedResize(8, 32, sample_q=None)
     for position, side in [(0.0, 8), (0.5, 20), (1 / 3, 16), (1.0, 32)]:
         out = transform.positional_map({"lr": lr, "hr": hr}, position, np.random.default_rng(0))
         check_queries(out, (side, side), None)
@@ -529,7 +530,7 @@ def test_uniform_varied_flip_gt_resize_and_sampling():
     lr, hr = position_image(8, 8), position_image(32, 32)
     flips = set()
     for seed in range(8):
-        out = data.UniformVariedResize(8, 32, augment=True, gt_resize=16, sample_q=100).positional_map(
+        out = wrappers.UniformVariedResize(8, 32, augment=True, gt_resize=16, sample_q=100).positional_map(
             {"lr": lr, "hr": hr}, 1.0, np.random.default_rng(seed))
         i, j = check_queries(out, (16, 16), 100)
         flipped = not np.array_equal(to_u8(out["inp"]), lr)
@@ -543,9 +544,9 @@ def test_uniform_varied_flip_gt_resize_and_sampling():
 
 def test_uniform_varied_in_a_pipeline_sizes_targets_by_source_index(tmp_path):
     split = celeba_like(tmp_path)
-    src = data.PairedImageFolders(tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="train")
-    wrapper = data.UniformVariedResize(8, 32, augment=True, sample_q=64)
-    for batch in data.make_train_dataset(src, wrapper, 5, seed=0, shard_index=0, shard_count=1, num_epochs=2):
+    src = sources.PairedImageFolders(tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="train")
+    wrapper = wrappers.UniformVariedResize(8, 32, augment=True, sample_q=64)
+    for batch in pipeline.make_train_dataset(src, wrapper, 5, seed=0, shard_index=0, shard_count=1, num_epochs=2):
         r, c, v = to_u8(batch["inp"][:, 0, 0]).T  # position_image: v = 7r + 13c + k for face k.png
         tags = (v - 7 * r - 13 * c) % 256
         sides = np.rint(2 / batch["cell"][:, 0, 0]).astype(int)

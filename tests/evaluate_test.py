@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 import reference
-from liif_jax import data, evaluate, imaging, metrics, report
+from conftest import TFDS_DIR
+from liif_jax import evaluate, imaging, metrics, report, sources
 from liif_jax.checkpoints import save_model
 from liif_jax.imaging import ImageError, resize_bicubic, to_float01
 from liif_jax.models import build_model
@@ -94,7 +95,7 @@ def test_div2k_x3_reproduces_official_lr_prediction_and_psnr(div2k_x3):
 
 def test_benchmark_x4_paired_by_name_crops_top_left(benchmark_x4, benchmark_dirs):
     model, params, arrs = benchmark_x4
-    source = data.PairedImageFolders(*benchmark_dirs)
+    source = sources.PairedImageFolders(*benchmark_dirs)
     out = evaluate.evaluate_one(model, params, source[0]["hr"], source[0]["lr"], 4, "benchmark")
     assert out.pred.shape == (88, 100, 3)
     np.testing.assert_array_equal(out.hr, arrs["hr_u8"][:88])
@@ -199,16 +200,16 @@ def test_non_integer_scale_needs_the_plain_protocol(tiny, div2k_x3):
 # --- TFDS ------------------------------------------------------------------------------------
 
 
-def test_tfds_paired_set(tmp_path, capsys, tiny, tiny_ckpt, shared_data_dir):
+def test_tfds_paired_set(tmp_path, capsys, tiny, tiny_ckpt):
     out_json = tmp_path / "res.json"
     rc, out, err = run_cli(
-        capsys, "--model", tiny_ckpt, "--tfds", "tiny_div2k_like", "--tfds-data-dir", shared_data_dir / "tfds",
+        capsys, "--model", tiny_ckpt, "--tfds", "tiny_div2k_like", "--tfds-data-dir", TFDS_DIR,
         "--split", "validation", "--tfds-lr-key", "lr", "--scale", "4", "--protocol", "benchmark", "--json", out_json,
     )
     assert rc == 0, err
     res = json.loads(out_json.read_text())
     assert [i["name"] for i in res["images"]] == ["tiny_div2k_like[validation][0]", "tiny_div2k_like[validation][1]"]
-    source = data.TfdsSource("tiny_div2k_like", shared_data_dir / "tfds", "validation", lr_key="lr")
+    source = sources.TfdsSource("tiny_div2k_like", TFDS_DIR, "validation", lr_key="lr")
     model, params = tiny
     for i, image in enumerate(res["images"]):
         expected = evaluate.evaluate_one(model, params, source[i]["hr"], source[i]["lr"], 4, "benchmark")

@@ -1,20 +1,19 @@
 """Image I/O and resizing: bit-exact with the official `resize_fn` and PIL's `convert('RGB')`."""
 
 import io
-import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import reference
 from liif_jax import imaging
 from liif_jax.imaging import ImageError
 
 
-def test_resize_matches_official_reference(reference_dir):
-    ref = np.load(reference_dir / "pil_bicubic_resize.npz")
-    manifest = {e["name"]: e for e in json.loads((reference_dir / "MANIFEST.json").read_text())}
-    pairs = manifest["pil_bicubic_resize"]["pairs"]
+def test_resize_matches_official_reference():
+    ref = reference.arrays("pil_bicubic_resize")
+    pairs = reference.manifest()["pil_bicubic_resize"]["pairs"]
     assert len(pairs) == 4
     for i, pair in enumerate(pairs):
         hr, lr = ref[f"hr_{i}"], ref[f"lr_{i}"]

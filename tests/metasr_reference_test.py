@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import reference
-from liif_jax.convert import params_from_state_dict
+from liif_jax.state_dict import params_from_state_dict
 from liif_jax.models import MetaSR, build_model
 
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "metasr_reference.npz"

@@ -1,23 +1,22 @@
 """PSNR against the official `utils.calc_psnr` reference values, and its edge cases."""
 
-import json
-
 import numpy as np
 import pytest
 
+import reference
 from liif_jax.metrics import eval_type_to_protocol, psnr, shave_for
 
 TOL_DB = 1e-3
 
 
 @pytest.fixture(scope="module")
-def manifest(reference_dir):
-    return {entry["name"]: entry for entry in json.loads((reference_dir / "MANIFEST.json").read_text())}
+def manifest():
+    return reference.manifest()
 
 
 @pytest.fixture(scope="module")
-def psnr_pair(reference_dir):
-    data = np.load(reference_dir / "psnr.npz")
+def psnr_pair():
+    data = reference.arrays("psnr")
     return data["sr"][0].transpose(1, 2, 0), data["hr"][0].transpose(1, 2, 0)  # CHW -> HWC
 
 
@@ -29,8 +28,8 @@ def test_matches_official_calc_psnr(manifest, psnr_pair, key):
 
 
 @pytest.mark.parametrize("name", ["eval_div2k_x3", "eval_benchmark_x4"])
-def test_matches_official_test_path(reference_dir, manifest, name):
-    data = np.load(reference_dir / f"{name}.npz")
+def test_matches_official_test_path(manifest, name):
+    data = reference.arrays(name)
     pred = data["pred"].transpose(1, 2, 0)
     # The official paired loader crops the HR top-left to scale * LR size; `hr_u8` of the benchmark
     # file is stored uncropped (90 x 100 for a 22 x 25 LR at x4).

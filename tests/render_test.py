@@ -37,7 +37,7 @@ def _lr_png(ref, path):
     Image.fromarray(np.round(ref["lr"].transpose(1, 2, 0) * 255).astype(np.uint8)).save(path)
 
 
-def test_demo_gives_the_official_demo_pixels(reference_dir, tmp_path, capsys):
+def test_demo_gives_the_official_demo_pixels(tmp_path, capsys):
     """The eval reference uses the .pth's architecture; its own weights go in a .pth via save_pth."""
     import collections
 
@@ -59,20 +59,20 @@ def test_demo_gives_the_official_demo_pixels(reference_dir, tmp_path, capsys):
     assert np.abs(got - want).max() <= 1
 
 
-def test_demo_accepts_gray_and_rgba_inputs(reference_dir, tmp_path):
+def test_demo_accepts_gray_and_rgba_inputs(tmp_path):
     rng = np.random.default_rng(0)
     for mode, arr in [("L", rng.integers(0, 255, (10, 12), dtype=np.uint8)), ("RGBA", rng.integers(0, 255, (10, 12, 4), dtype=np.uint8))]:
         Image.fromarray(arr, mode).save(tmp_path / f"{mode}.png")
         out = tmp_path / f"{mode}_out.png"
-        rc = demo.main(["--input", str(tmp_path / f"{mode}.png"), "--model", str(reference_dir / "edsr_baseline_liif_seed1.pth"),
+        rc = demo.main(["--input", str(tmp_path / f"{mode}.png"), "--model", str(reference.path("edsr_baseline_liif_seed1.pth")),
                         "--resolution", "15,17", "--output", str(out)])
         assert rc == 0 and Image.open(out).size == (17, 15) and Image.open(out).mode == "RGB"
 
 
-def test_demo_scale_multiplies_the_input_size(reference_dir, tmp_path, capsys):
+def test_demo_scale_multiplies_the_input_size(tmp_path, capsys):
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "in.png")
     out = tmp_path / "out.png"
-    rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(reference_dir / "edsr_baseline_liif_seed1.pth"),
+    rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(reference.path("edsr_baseline_liif_seed1.pth")),
                     "--scale", "2.5", "--output", str(out)])
     assert rc == 0 and Image.open(out).size == (30, 25)
     for bad in (["--scale", "0"], ["--scale", "2", "--resolution", "4,4"]):
@@ -82,14 +82,14 @@ def test_demo_scale_multiplies_the_input_size(reference_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("text", ["100", "a,b", "0,10", "10,-1", "1,2,3", "2.5,3"])
-def test_demo_rejects_bad_resolutions(text, reference_dir, tmp_path, capsys):
+def test_demo_rejects_bad_resolutions(text, tmp_path, capsys):
     with pytest.raises(SystemExit):
         demo.main(["--input", "x.png", "--model", "m.pth", "--resolution", text, "--output", str(tmp_path / "o.png")])
     assert "--resolution" in capsys.readouterr().err
 
 
-def test_demo_names_a_missing_image_and_a_bad_model_path(reference_dir, tmp_path, capsys):
-    rc = demo.main(["--input", str(tmp_path / "nope.png"), "--model", str(reference_dir / "edsr_baseline_liif_seed1.pth"),
+def test_demo_names_a_missing_image_and_a_bad_model_path(tmp_path, capsys):
+    rc = demo.main(["--input", str(tmp_path / "nope.png"), "--model", str(reference.path("edsr_baseline_liif_seed1.pth")),
                     "--resolution", "4,4", "--output", str(tmp_path / "o.png")])
     assert rc == 1 and "nope.png" in capsys.readouterr().err
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "in.png")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import reference
 from liif_jax import report
 
 from liif_jax.report import (
@@ -124,8 +125,8 @@ def test_bicubic_upsample_shape_and_range():
     np.testing.assert_array_equal(bicubic_upsample(lr.astype(np.float32) / 255, (36, 30)), up)
 
 
-def test_bicubic_resize_matches_the_official_resize_fn(reference_dir):
-    data = np.load(reference_dir / "pil_bicubic_resize.npz")
+def test_bicubic_resize_matches_the_official_resize_fn():
+    data = reference.arrays("pil_bicubic_resize")
     for i in range(4):
         hr, lr = data[f"hr_{i}"], data[f"lr_{i}"]
         np.testing.assert_array_equal(np.round(bicubic_upsample(hr, lr.shape[:2]) * 255), lr)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import reference
-from liif_jax import convert, train_lib
+from liif_jax import state_dict, train_lib
 from liif_jax.configs import base_config, downsampled, liif_spec
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -42,11 +42,11 @@ def test_one_step_matches_the_official_loss_gradients_and_adam_update():
     batch = {"inp": reference.nhwc(ref["inp"]), "coord": ref["coord"], "cell": ref["cell"], "gt": ref["gt"]}
     loss, grads = jax.value_and_grad(lambda p: train_lib.l1_loss(model, p, batch))(params)
     np.testing.assert_allclose(float(loss), float(ref["loss"]), rtol=1e-5)
-    want_grads = convert.params_from_state_dict(model, reference.state_dict(ref, "grad/"))
+    want_grads = state_dict.params_from_state_dict(model, reference.state_dict(ref, "grad/"))
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max()), grads, want_grads)
 
     tx = train_lib.make_optimizer(tiny_config(**{"optimizer.lr": 1e-4}), steps_per_epoch=1000)
-    after = convert.params_from_state_dict(model, reference.state_dict(ref, "after/"))
+    after = state_dict.params_from_state_dict(model, reference.state_dict(ref, "after/"))
     diff = lambda a, b: jax.tree.map(lambda x, y: np.asarray(x, np.float64) - np.asarray(y, np.float64), a, b)
     # The optimizer alone, on the official gradients: Adam's first step moves each weight by
     # ~lr * g / (|g| + eps), so compare the update itself, to 1e-4 relative plus the float32
