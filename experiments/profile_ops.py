@@ -114,7 +114,7 @@ def programs(size: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     rows, cols = plan.rows.blocks(1)[0], plan.cols.blocks(1)[0]
     query = lambda: render.query_block(model, params, grid, lattice, geometry, np.array(rows, np.int32),
                                        np.array(cols, np.int32), (plan.rows.block, plan.cols.block),
-                                       render.DEFAULT_BATCH_QUERIES, True)
+                                       render.default_batch_queries(), True)
     holder = [state]  # the step donates its state: each call trains on the last call's
 
     def train_step():

@@ -16,7 +16,7 @@ from PIL import Image
 
 from liif_jax import imaging
 from liif_jax.checkpoints import load_model
-from liif_jax.render import DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
+from liif_jax.render import CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -44,12 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--resolution", type=parse_resolution, help="output size H,W")
     size.add_argument("--scale", type=float, help="output size as a multiple of the input size, e.g. 4 or 2.5")
     parser.add_argument("--output", required=True, help="output image path (PNG recommended)")
-    parser.add_argument("--batch-queries", type=int, default=DEFAULT_BATCH_QUERIES, help="queries per step of the decoder")
+    parser.add_argument("--batch-queries", type=int, help=f"queries per step of the decoder (default {DEFAULT_BATCH_QUERIES}, "
+                        f"as the official code; {CPU_BATCH_QUERIES} on a CPU, where more cost memory, not time)")
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
                         help=f"input pixels per tile side (bounds memory; 0: the whole image at once; default {DEFAULT_TILE})")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     args = parser.parse_args(argv)
-    if args.batch_queries <= 0:
+    if args.batch_queries is not None and args.batch_queries <= 0:
         parser.error("--batch-queries must be positive")
     if args.tile < 0:
         parser.error(f"--tile must be 0 (whole image) or positive, got {args.tile}")

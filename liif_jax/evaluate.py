@@ -36,7 +36,7 @@ from liif_jax import configs, datasets, metrics, report, sources
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import LIIF, MetaSR
-from liif_jax.render import DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
+from liif_jax.render import CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
 
 PLOT_NAME = "psnr_vs_scale.png"
 
@@ -103,7 +103,7 @@ def evaluate_one(
     lr: np.ndarray | None,
     scale: float,
     protocol: metrics.Protocol,
-    batch_queries: int = DEFAULT_BATCH_QUERIES,
+    batch_queries: int | None = None,
     tile: int = DEFAULT_TILE,
 ) -> Outcome:
     """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`."""
@@ -125,7 +125,7 @@ def evaluate(
     source: Sequence[Any],
     scales: Sequence[float],
     protocol: metrics.Protocol,
-    batch_queries: int = DEFAULT_BATCH_QUERIES,
+    batch_queries: int | None = None,
     save_images: str | os.PathLike | None = None,
     progress: bool = True,
     names: Sequence[str] | None = None,
@@ -140,7 +140,7 @@ def evaluate(
     image and scale, and a PSNR-vs-scale plot when there are several scales.
     """
     check_scales(scales, protocol)
-    if batch_queries <= 0:
+    if batch_queries is not None and batch_queries <= 0:
         raise ValueError(f"batch_queries must be positive, got {batch_queries}")
     if names is not None and len(names) != len(source):
         raise ValueError(f"{len(names)} names for {len(source)} images")
@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", help="write the results (per scale and per image) to this JSON file")
     parser.add_argument(
-        "--batch-queries", type=int, help=f"queries per chunk (bounds memory; default {DEFAULT_BATCH_QUERIES}, or the config's eval_bsize)"
+        "--batch-queries", type=int, help=f"queries per decoder step (default {DEFAULT_BATCH_QUERIES}, {CPU_BATCH_QUERIES} on a CPU, or the config's eval_bsize)"
     )
     parser.add_argument(
         "--tile", type=int, default=DEFAULT_TILE,
@@ -355,9 +355,9 @@ def run(args: argparse.Namespace) -> list[report.ImageResult]:
         test = official_config_test(args)
         source, names, scales, protocol, batch_queries = test.source, test.names, [test.scale], test.protocol, test.batch_queries
     else:
-        (source, names, scales, protocol), batch_queries = flags_test(args), DEFAULT_BATCH_QUERIES
+        (source, names, scales, protocol), batch_queries = flags_test(args), None
     batch_queries = batch_queries if args.batch_queries is None else args.batch_queries
-    if batch_queries <= 0:
+    if batch_queries is not None and batch_queries <= 0:
         raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
     if args.tile < 0:
         raise ValueError(f"--tile must be 0 (whole images) or positive, got {args.tile}")

@@ -23,7 +23,8 @@ from liif_jax.coords import coord_affine
 from liif_jax.layers import Dtype
 from liif_jax.models import LIIF, MetaSR
 
-DEFAULT_BATCH_QUERIES = 30000  # the official demo's bsize
+DEFAULT_BATCH_QUERIES = 30000  # the official demo's bsize: the default on accelerators
+CPU_BATCH_QUERIES = 8192  # the default on a CPU, where larger steps cost host memory, not time
 DEFAULT_TILE = 256  # input pixels per tile side
 MAX_BLOCK = 512  # output pixels per side of one query program
 
@@ -80,6 +81,10 @@ def query_block(
     return out.transpose(1, 0, 2, 3).reshape(b, n_blocks * bq, 3)[:, :n].reshape(b, qh, qw, 3)
 
 
+def default_batch_queries() -> int:
+    return CPU_BATCH_QUERIES if jax.default_backend() == "cpu" else DEFAULT_BATCH_QUERIES
+
+
 def output_geometry(out_hw: tuple[int, int]) -> np.ndarray:
     """(4, 2) float32: size, first pixel centre, centre spacing and cell of an H x W output."""
     (fh, sh), (fw, sw) = coord_affine(out_hw[0]), coord_affine(out_hw[1])
@@ -99,7 +104,7 @@ def render(
     params,
     inp: np.ndarray,
     out_hw: tuple[int, int],
-    batch_queries: int = DEFAULT_BATCH_QUERIES,
+    batch_queries: int | None = None,
     unit_range: bool = False,
     tile: int = DEFAULT_TILE,
     mlp_dtype: Dtype = None,
@@ -108,9 +113,11 @@ def render(
 
     `inp` is a batch of images normalised to [-1, 1] (B, h, w, 3). The output is in [-1, 1], or
     in [0, 1] and clamped with `unit_range`. `tile`: input pixels per tile side (0: the whole
-    image at once; the output is the same). `mlp_dtype` (e.g. bfloat16) computes the MLP in it.
+    image at once; the output is the same). `batch_queries`: queries per step of the decoder
+    (None: `default_batch_queries()`). `mlp_dtype` (e.g. bfloat16) computes the MLP in it.
     """
     h, w = out_hw
+    batch_queries = default_batch_queries() if batch_queries is None else batch_queries
     if h <= 0 or w <= 0 or batch_queries <= 0 or tile < 0:
         raise ValueError(f"output size {out_hw} and batch_queries {batch_queries} must be positive, tile {tile} >= 0")
     inp = np.asarray(inp, np.float32)
@@ -145,7 +152,7 @@ def upscale(
     params,
     img01: np.ndarray,
     out_hw: tuple[int, int],
-    batch_queries: int = DEFAULT_BATCH_QUERIES,
+    batch_queries: int | None = None,
     tile: int = DEFAULT_TILE,
     mlp_dtype: Dtype = None,
 ) -> np.ndarray:
@@ -160,7 +167,7 @@ def programs(
     in_hw: tuple[int, int],
     out_hw: tuple[int, int],
     tile: int = DEFAULT_TILE,
-    batch_queries: int = DEFAULT_BATCH_QUERIES,
+    batch_queries: int | None = None,
     batch: int = 1,
     unit_range: bool = True,
     mlp_dtype: Dtype = None,
@@ -168,6 +175,7 @@ def programs(
     """The render's two programs (encode a tile, query a block), lowered for their shapes without
     running them: for compiling ahead of time and for their `memory_analysis()`."""
     p = plan(model, in_hw, out_hw, tile)
+    batch_queries = default_batch_queries() if batch_queries is None else batch_queries
     spec = lambda shape, dtype=jnp.float32: jax.ShapeDtypeStruct(shape, dtype)
     window = spec((batch, p.rows.window, p.cols.window, 3))
     encode = encode_tile.lower(model, params, window, spec((2,), jnp.int32), (p.rows.crop, p.cols.crop))
