@@ -130,6 +130,8 @@ def render(
         for j, (xs, cx) in enumerate(zip(p.cols.window_starts, p.cols.crop_starts)):
             window = jnp.asarray(inp[:, ys : ys + p.rows.window, xs : xs + p.cols.window])
             grid = encode_tile(model, params, window, jnp.array([cy - ys, cx - xs], jnp.int32), (p.rows.crop, p.cols.crop))
+            if pending is None:  # the encoder's activations are gone before the query program first compiles
+                grid.block_until_ready()
             lattice = liif.lattice(inp.shape[1:3], (cy, cx))
             for rows in p.rows.blocks(i):
                 for cols in p.cols.blocks(j):

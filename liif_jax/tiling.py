@@ -60,7 +60,7 @@ def local_radius(model) -> int | None:
 def query_offsets(model, n: int, n_out: int) -> list[float]:
     """Offsets (in [-1, 1] coordinates, one axis of n latents and n_out output pixels) that a query
     adds to its coordinate before taking the nearest latent."""
-    if isinstance(model.imnet, liif.MLP) and hasattr(model, "local_ensemble"):  # LIIF
+    if hasattr(model, "local_ensemble"):  # LIIF
         return [-1 / n + liif.ENSEMBLE_EPS, 1 / n + liif.ENSEMBLE_EPS] if model.local_ensemble else [0.0]
     return [-1 / n_out + liif.ENSEMBLE_EPS]  # MetaSR: the top-left corner of the query's cell
 
