@@ -14,10 +14,13 @@ import pathlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from flax import traverse_util
 
 from liif_jax.models import LIIF, MetaSR, Spec, build_model
-from liif_jax.pth import OFFICIAL_SUFFIXES
+from liif_jax.pth import OFFICIAL_SUFFIXES, CheckpointError
+from liif_jax.spec import SpecError, check_spec
 from liif_jax.state_dict import load_official
 
 FORMAT = "liif_jax"
@@ -72,19 +75,45 @@ def resolve(path: str | os.PathLike, step: int | None = None) -> tuple[pathlib.P
     return path, step
 
 
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
+
+
 def read_meta(manager_dir: pathlib.Path, step: int) -> dict[str, Any]:
-    with ocp.CheckpointManager(manager_dir, item_names=(META,)) as mngr:
-        meta = mngr.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{manager_dir / str(step)}: not a liif_jax checkpoint (meta {meta!r})")
+    """The step's meta, its model spec checked by the schema (`liif_jax.spec`)."""
+    where = manager_dir / str(step)
+    try:
+        with ocp.CheckpointManager(manager_dir, item_names=(META,)) as mngr:
+            meta = mngr.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
+    except Exception as err:  # a damaged or hostile meta file: whatever orbax or json raise
+        raise CheckpointError(f"{where}: cannot read its {META} ({_one_line(err)})") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: not a liif_jax checkpoint (its {META} has no format {FORMAT!r})")
+    try:
+        check_spec(meta.get("model_spec"), f"{META}.model_spec")
+    except SpecError as err:
+        raise CheckpointError(f"{where}: {err}") from None
     return meta
 
 
+def check_finite(params: Any, where: str) -> None:
+    """Refuses params holding NaN or Inf (a diverged run), naming the first such parameter."""
+    for path, value in traverse_util.flatten_dict(params).items():
+        if not np.isfinite(np.asarray(value)).all():
+            raise CheckpointError(f"{where}: parameter {'/'.join(path)} holds NaN or Inf values (a diverged training run?)")
+
+
 def restore_params(manager_dir: pathlib.Path, step: int, abstract_params: Any) -> Any:
-    with ocp.CheckpointManager(manager_dir, item_names=(PARAMS,)) as mngr:
-        restored = mngr.restore(
-            step, args=ocp.args.Composite(**{PARAMS: ocp.args.StandardRestore(abstract_params)})
-        )
+    where = manager_dir / str(step)
+    try:
+        with ocp.CheckpointManager(manager_dir, item_names=(PARAMS,)) as mngr:
+            restored = mngr.restore(
+                step, args=ocp.args.Composite(**{PARAMS: ocp.args.StandardRestore(abstract_params)})
+            )
+    except Exception as err:  # missing, damaged or another model's arrays
+        raise CheckpointError(f"{where}: cannot restore the params its {META} describes ({_one_line(err)})") from err
+    check_finite(restored[PARAMS], str(where))
     return restored[PARAMS]
 
 

@@ -15,6 +15,7 @@ import sys
 import jax
 import numpy as np
 
+from liif_jax import cli_checks
 from liif_jax.checkpoints import load_model, save_model
 from liif_jax.pth import OFFICIAL_SUFFIXES
 from liif_jax.state_dict import save_official
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{args.input} is already an official checkpoint; nothing to convert (copy it instead)")
         if to_pth and os.path.exists(args.output):
             raise FileExistsError(f"{args.output}: output file exists; choose a new name or delete it")
+        if not to_pth and os.path.isfile(args.output):
+            raise FileExistsError(f"{args.output}: output is a file; give a new folder (or a .pth file name)")
+        if not to_pth and os.path.isdir(args.output) and os.listdir(args.output):
+            raise FileExistsError(f"{args.output}: output directory is not empty; choose a new one")
+        cli_checks.check_step(args.step)
+        cli_checks.check_output_dir(os.path.dirname(os.path.abspath(args.output)), "OUTPUT's folder")
         model, params = load_model(args.input, args.step)
         if to_pth:
             os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

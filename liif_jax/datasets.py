@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from liif_jax import sources, wrappers
+from liif_jax import named_photos, sources, wrappers
 
 SOURCES: dict[str, Callable[..., sources.DataSource]] = {
     "image-folder": lambda root_path, first_k=None, repeat=1, cache=False, cache_dir=None, split_file=None, split_key=None: sources.ImageFolder(
@@ -20,6 +20,7 @@ SOURCES: dict[str, Callable[..., sources.DataSource]] = {
     ),
     "tfds": lambda name, data_dir, split, hr_key="hr", lr_key=None: sources.TfdsSource(name, data_dir, split, hr_key, lr_key),
     "samples": lambda split, repeat=1: sources.sample_images(split, repeat),
+    "named-photos": named_photos.named_photos,
 }
 
 WRAPPERS: dict[str, Callable[..., Any]] = {

@@ -2,21 +2,23 @@
 
 The official demo.py's flags and output: MODEL is an official `.pth` or a liif_jax checkpoint
 (training workdir, checkpoint directory or step directory). `--scale S` instead of `--resolution`
-asks for round(S x) the input size.
+asks for round(S x) the input size. `--zoom FRAMES --scale S --output zoom.webp` (or .gif) makes
+an animated zoom from x1 to xS into the centre instead (`liif_jax.zoom`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
 import numpy as np
 from PIL import Image
 
-from liif_jax import imaging
+from liif_jax import cli_checks, imaging, zoom
 from liif_jax.checkpoints import load_model
-from liif_jax.render import CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
+from liif_jax.render import CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, default_batch_queries, upscale
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -36,33 +38,75 @@ def to_uint8_official(img01: np.ndarray) -> np.ndarray:
     return (np.asarray(img01, np.float32) * np.float32(255)).astype(np.uint8)
 
 
+def check_zoom_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.scale is None or not args.scale > 1:
+        parser.error("--zoom needs --scale S above 1 (the last frame's zoom), not --resolution")
+    if args.zoom < 2:
+        parser.error(f"--zoom must be at least 2 frames, got {args.zoom}")
+    if not args.output.lower().endswith(zoom.ANIMATION_SUFFIXES):
+        parser.error(f"--zoom writes an animation: --output must end in {' or '.join(zoom.ANIMATION_SUFFIXES)}, got {args.output}")
+
+
+def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray, frame_hw: tuple[int, int]) -> int:
+    t0 = time.perf_counter()
+    try:
+        zoom.save_zoom(model, params, imaging.to_float01(img), args.output, args.zoom, args.scale, frame_hw,
+                       default_batch_queries() if args.batch_queries is None else args.batch_queries,
+                       report=lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True))
+    except (OSError, ValueError) as e:
+        print(f"\nerror: cannot write --output {args.output}: {e}", file=sys.stderr)
+        return 1
+    print(f"\n{args.input} ({img.shape[0]}x{img.shape[1]}) -> {args.output} ({args.zoom} frames of {frame_hw[0]}x{frame_hw[1]}, "
+          f"x1 to x{args.scale:g}) in {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m liif_jax.demo", description="Render an image at any resolution with LIIF.")
-    parser.add_argument("--input", required=True, help="input image (any PIL format; converted to RGB)")
+    parser.add_argument("--input", required=True, help=f"input image ({imaging.FORMATS_TEXT}; converted to RGB)")
     parser.add_argument("--model", required=True, help="official .pth, liif_jax workdir or checkpoint directory")
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--resolution", type=parse_resolution, help="output size H,W")
     size.add_argument("--scale", type=float, help="output size as a multiple of the input size, e.g. 4 or 2.5")
-    parser.add_argument("--output", required=True, help="output image path (PNG recommended)")
+    parser.add_argument("--output", required=True, help="output image path: .png (recommended), .jpg, .bmp, .tif or .webp")
     parser.add_argument("--batch-queries", type=int, help=f"queries per step of the decoder (default {DEFAULT_BATCH_QUERIES}, "
                         f"as the official code; {CPU_BATCH_QUERIES} on a CPU, where more cost memory, not time)")
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
                         help=f"input pixels per tile side (bounds memory; 0: the whole image at once; default {DEFAULT_TILE})")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
+                        help=f"largest input or output image, in pixels (default {imaging.DEFAULT_MAX_PIXELS})")
+    parser.add_argument("--zoom", type=int, metavar="FRAMES", help="an animated zoom of FRAMES frames from x1 to --scale "
+                        "into the centre, each rendered at its own scale; --output .webp or .gif")
+    parser.add_argument("--frame-size", type=parse_resolution, metavar="H,W",
+                        help="--zoom frame size (default: the input size, at most 512 per side)")
     args = parser.parse_args(argv)
+    if args.zoom is not None:
+        check_zoom_flags(parser, args)
     if args.batch_queries is not None and args.batch_queries <= 0:
         parser.error("--batch-queries must be positive")
     if args.tile < 0:
         parser.error(f"--tile must be 0 (whole image) or positive, got {args.tile}")
-    if args.scale is not None and not args.scale > 0:
-        parser.error(f"--scale must be positive, got {args.scale}")
-    try:
+    if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
+        parser.exit(2, f"error: --scale must be a positive number, got {args.scale}\n")
+    try:  # every check before the model is loaded or the image decoded
+        imaging.set_max_pixels(args.max_pixels)
+        cli_checks.check_step(args.step)
+        suffixes = cli_checks.IMAGE_OUTPUT_SUFFIXES if args.zoom is None else zoom.ANIMATION_SUFFIXES
+        cli_checks.check_output_file(args.output, "--output", suffixes)
+        in_size = imaging.read_size(args.input)
+        if args.zoom is not None:  # the frames' size, whatever the zoom
+            size, flag = args.frame_size or (min(in_size[0], 512), min(in_size[1], 512)), "--frame-size"
+        else:
+            size, flag = args.resolution or cli_checks.scaled_size(in_size, args.scale), "--resolution" if args.resolution else "--scale"
+        cli_checks.check_render_size(size, flag)
         img = imaging.load_rgb(args.input)
         model, params = load_model(args.model, args.step)
     except (imaging.ImageError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    size = args.resolution or (max(1, round(img.shape[0] * args.scale)), max(1, round(img.shape[1] * args.scale)))
+    if args.zoom is not None:
+        return write_zoom(args, model, params, img, size)
     t0 = time.perf_counter()
     pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries, args.tile)
     try:

@@ -26,13 +26,13 @@ import pathlib
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from liif_jax import configs, datasets, metrics, report, sources
+from liif_jax import cli_checks, configs, datasets, imaging, metrics, report, sources
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import LIIF, MetaSR
@@ -129,6 +129,7 @@ def evaluate(
     save_images: str | os.PathLike | None = None,
     progress: bool = True,
     names: Sequence[str] | None = None,
+    on_result: Callable[[list[report.ImageResult]], None] | None = None,
     tile: int = DEFAULT_TILE,
 ) -> list[report.ImageResult]:
     """Per-image results of every image of `source` at every scale, image-major.
@@ -137,7 +138,8 @@ def evaluate(
     one scale). Results are named by `names`, else by `source.describe(i)` when the source has it
     (the `liif_jax.sources` sources), else `image<i>`; errors name `source.describe(i)` when present,
     as that names every file involved. `save_images` gets a bicubic / LIIF / ground-truth crop per
-    image and scale, and a PSNR-vs-scale plot when there are several scales.
+    image and scale, and a PSNR-vs-scale plot when there are several scales. `on_result` gets the
+    results so far after each one (the CLI saves them, so that an error on a later image loses nothing).
     """
     check_scales(scales, protocol)
     if batch_queries is not None and batch_queries <= 0:
@@ -157,6 +159,8 @@ def evaluate(
             except ValueError as err:
                 raise ImageError(f"{where} at scale {scale:g}: {err}") from err
             results.append(report.ImageResult(name, scale, outcome.psnr, outcome.bicubic_psnr))
+            if on_result is not None:
+                on_result(results)
             if save_images is not None:
                 crop_path = _crop_path(save_images, name, scale)
                 report.save_side_by_side(crop_path, outcome.bicubic, outcome.pred, outcome.hr)
@@ -318,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--protocol",
         choices=["div2k", "benchmark", "plain"],
-        help="div2k: shave scale+6, RGB; benchmark: shave scale, Y channel; plain: all pixels, RGB (not with --config)",
+        help="div2k (default, the paper's for DIV2K and photographs): shave scale+6, RGB; benchmark: shave scale, "
+        "Y channel (Set5, Set14, B100, Urban100); plain: all pixels, RGB (not with --config)",
     )
     parser.add_argument(
         "--split-file", help="JSON {split: [file names]} selecting the folder images (the official CelebA-HQ split.json)"
@@ -346,11 +351,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--split", default="validation", help="TFDS split (default: validation)")
     parser.add_argument("--tfds-lr-key", help="TFDS feature with given LR images (e.g. lr); default: make LR from hr")
+    parser.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
+                        help=f"largest image to read, in pixels (default {imaging.DEFAULT_MAX_PIXELS}); images are "
+                        f"{imaging.FORMATS_TEXT}")
     return parser
 
 
-def run(args: argparse.Namespace) -> list[report.ImageResult]:
+class JsonSink:
+    """Writes the results so far to --json after each image; remembers a failed write instead of
+    stopping the evaluation, so that the table is still printed."""
+
+    def __init__(self, path: str | None):
+        self.path, self.error, self.written = path, None, 0
+
+    def __call__(self, results: list[report.ImageResult]) -> None:
+        if self.path is None:
+            return
+        try:
+            report.write_json(self.path, results)
+            self.written, self.error = len(results), None
+        except (OSError, ValueError) as err:
+            self.error = err
+
+
+def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.ImageResult]:
     """Checks the flags, then evaluates; cheap checks come before loading the model and images."""
+    imaging.set_max_pixels(args.max_pixels)
+    cli_checks.check_step(args.step)
+    if args.json is not None:
+        cli_checks.check_output_file(args.json, "--json", (".json",), makes_folder=True)
+    if args.save_images is not None:
+        cli_checks.check_output_dir(args.save_images, "--save-images")
     if args.config is not None:
         test = official_config_test(args)
         source, names, scales, protocol, batch_queries = test.source, test.names, [test.scale], test.protocol, test.batch_queries
@@ -361,33 +392,37 @@ def run(args: argparse.Namespace) -> list[report.ImageResult]:
         raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
     if args.tile < 0:
         raise ValueError(f"--tile must be 0 (whole images) or positive, got {args.tile}")
+    cli_checks.check_image_headers(source)
     model, params = load_model(args.model, args.step)
     print(f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
           f"{protocol!r}", flush=True)
-    results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names, tile=args.tile)
-    if args.json is not None:
-        report.write_json(args.json, results)
+    own_sink = sink is None
+    sink = sink or JsonSink(args.json)
+    results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names,
+                       on_result=sink, tile=args.tile)
+    if own_sink and sink.error is not None:
+        raise sink.error
     return results
 
 
 def flags_test(args: argparse.Namespace) -> tuple[Sequence[Any], list[str], list[float], metrics.Protocol]:
     """(source, names, scales, protocol) that the data flags (--hr-dir / --lr-dir / --tfds, --scale,
     --protocol, --center-crop) ask for."""
-    if args.scale is None or args.protocol is None:
-        raise ValueError("--scale and --protocol are required (or give an official test config with --config)")
-    scales = parse_scales(args.scale)
+    if args.scale is None:
+        raise ValueError("--scale is required, e.g. --scale 4 or --scale 2,3,4 (or give an official test config with --config)")
+    scales, protocol = parse_scales(args.scale), args.protocol or "div2k"
     paired = args.lr_dir is not None or (args.tfds is not None and args.tfds_lr_key is not None)
     if paired and len(scales) != 1:
         raise ValueError(f"given LR images (--lr-dir / --tfds-lr-key) have one scale; got --scale {args.scale}")
     if args.batch_queries is not None and args.batch_queries <= 0:  # before opening the images
         raise ValueError(f"--batch-queries must be positive, got {args.batch_queries}")
-    check_scales(scales, args.protocol)
+    check_scales(scales, protocol)
     if args.center_crop is not None and paired:
         raise ValueError("--center-crop applies to HR images, not to given LR images (--lr-dir / --tfds-lr-key)")
     source, names = open_source(args)
     if args.center_crop is not None:
         source = CenterCropped(source, args.center_crop)
-    return source, names, scales, args.protocol
+    return source, names, scales, protocol
 
 
 def official_config_test(args: argparse.Namespace) -> OfficialTest:
@@ -401,12 +436,17 @@ def official_config_test(args: argparse.Namespace) -> OfficialTest:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sink = JsonSink(args.json)
     try:
-        results = run(args)
+        results = run(args, sink)
     except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        kept = f" (the {sink.written} results before it are in {args.json})" if sink.written else ""
+        print(f"error: {err}{kept}", file=sys.stderr)
         return 1
     print(report.format_table(report.aggregate(results)), end="")
+    if sink.error is not None:
+        print(f"error: cannot write --json {args.json}: {sink.error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,40 +5,102 @@ The official code decodes with `PIL.Image.open(path).convert('RGB')`, works on f
 `Image.BICUBIC` resize -> `ToTensor`). We keep images as uint8 until the last step: the float
 round trip `uint8(float32(k / 255) * 255)` inside `ToPILImage` is the identity for every uint8
 value (checked in the tests), so resizing the uint8 image with PIL gives the same pixels.
+
+Files are opened only as the formats in `FORMATS`, whatever their name says, so that no other PIL
+plugin runs (EPS would start Ghostscript), and only up to `max_pixels()` pixels, checked from the
+header before decoding. EXIF orientation is not applied, as in the official loader.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pathlib
+import warnings
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+FORMATS_TEXT = "PNG, JPEG, BMP, TIFF or WebP"
+DEFAULT_MAX_PIXELS = 1 << 27  # 134 megapixels: a 4K frame at scale 4 fits; 400 MB decoded
+_max_pixels = DEFAULT_MAX_PIXELS
 
 
 class ImageError(ValueError):
     """An image or image folder that cannot be used; the message names it and says what to do."""
 
 
+def set_max_pixels(limit: int) -> None:
+    """The largest image, in pixels, that `load_rgb` and `read_size` accept (the CLIs' --max-pixels)."""
+    global _max_pixels
+    if type(limit) is not int or limit <= 0:
+        raise ValueError(f"--max-pixels must be a positive integer, got {limit!r}")
+    _max_pixels = limit
+
+
+def max_pixels() -> int:
+    return _max_pixels
+
+
+def check_pixels(h: int, w: int, what: str) -> None:
+    """Refuses an image of more than `max_pixels()` pixels, saying how to raise the limit."""
+    if h * w > _max_pixels:
+        raise ImageError(
+            f"{what} is {h}x{w} = {h * w} pixels, over the limit of {_max_pixels}; "
+            "raise it with --max-pixels if you mean it"
+        )
+
+
+@contextlib.contextmanager
+def _open(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """The image, opened as one of FORMATS only, its size checked before anything is decoded."""
+    where = os.fspath(path)
+    if not os.path.isfile(path):  # one missing file: no advice about folders
+        raise ImageError(f"no such image file: {where!r}")
+    saved = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # opening reads the header only; its size is checked below
+        with Image.open(path, formats=list(FORMATS)) as img:
+            # PIL's own check (of TIFF tiles, while decoding) stays, moved up to a raised --max-pixels.
+            Image.MAX_IMAGE_PIXELS = None if saved is None else max(saved, _max_pixels)
+            check_pixels(img.height, img.width, f"image {where!r}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                yield img
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"image {where!r}: {err}; raise the limit with --max-pixels if you mean it") from err
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageError(
+            f"cannot read image {where!r}: {err}. Check that the file exists and is a complete {FORMATS_TEXT} "
+            "image (other formats are refused whatever the file name says); re-extract it or remove it from the folder."
+        ) from err
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def read_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) from the header, checked as `load_rgb` checks it, without decoding the pixels."""
+    with _open(path) as img:
+        return img.height, img.width
+
+
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """Decodes an image file to uint8 (H, W, 3) with PIL's `convert('RGB')`, as the official loader.
 
     Gray, palette and RGBA images are converted by PIL (alpha is dropped, not composited); 16-bit
-    images are clipped to 255 by PIL, not rescaled. The full decode happens here so that a truncated
+    images are clipped to 255 by PIL, not rescaled; EXIF orientation is ignored, as by the official
+    `ToTensor()(Image.open(path).convert('RGB'))`. The full decode happens here so that a truncated
     file fails at this call, naming the file.
     """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageError(
-            f"cannot read image {os.fspath(path)!r}: {err}. Check that the file exists and is a "
-            "complete PNG/JPEG/BMP/TIFF image; re-extract it or remove it from the folder."
-        ) from err
+    with _open(path) as img:
+        img.load()
+        return np.asarray(img.convert("RGB"))
 
 
 def resize_bicubic(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:

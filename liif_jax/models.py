@@ -163,3 +163,24 @@ def build_model(spec: Spec, dtype: Dtype = None) -> LIIF | MetaSR:
         imnet = liif.MLP(3, encoder.out_dim * 9 * 3, (256,), dtype)
         return MetaSR(spec, encoder, imnet, dtype)
     raise ValueError(f"unknown model {name!r}; available: liif, metasr")
+
+
+_ENCODER_NAMES = {"edsr-baseline": "EDSR-baseline", "edsr": "EDSR", "rdn": "RDN", "rcan": "RCAN"}
+
+
+def describe(model: LIIF | MetaSR) -> str:
+    """The architecture in a few words, from the built model: 'EDSR-baseline 4x32, MLP 128x2'
+    (residual blocks x features; hidden width x layers), with MetaSR and LIIF's switched-off parts."""
+    enc, name = model.encoder, model.spec["args"]["encoder_spec"]["name"]
+    text = _ENCODER_NAMES.get(name, name)
+    if name in ("edsr-baseline", "edsr"):
+        text += f" {enc.n_resblocks}x{enc.n_feats}"
+    elif name == "rdn":
+        text += f"-{enc.RDNconfig} G0={enc.G0}"
+    if isinstance(model, MetaSR):
+        return f"MetaSR, {text}"
+    hidden = list(model.imnet.hidden_list)
+    mlp = f"MLP {hidden[0]}x{len(hidden)}" if len(set(hidden)) == 1 else "MLP " + "-".join(map(str, hidden))
+    off = [f"no {part}" for part, on in (("unfold", model.feat_unfold), ("ensemble", model.local_ensemble),
+                                          ("cell", model.cell_decode)) if not on]
+    return ", ".join([text, mlp, *off])

@@ -80,6 +80,19 @@ def format_table(rows: Sequence[ScaleResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+
+def format_comparison(models: dict[str, Sequence[ScaleResult]]) -> str:
+    """Markdown table of several models on the same images: bicubic once, then each model's PSNR
+    and gain over bicubic, one row per scale (the scales of the first model)."""
+    first = next(iter(models.values()))
+    by_scale = {name: {r.scale: r for r in rows} for name, rows in models.items()}
+    head = "| scale | bicubic (dB) | " + " | ".join(f"{name} (dB) | gain" for name in models) + " |"
+    lines = [head, "| ---: | ---: |" + " ---: | ---: |" * len(models)]
+    for row in first:
+        cells = [f"{by_scale[n][row.scale].psnr:.2f} | {by_scale[n][row.scale].gain:+.2f}" for n in models]
+        lines.append(f"| x{row.scale:g} | {row.bicubic_psnr:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
 def to_json_dict(results: Sequence[ImageResult]) -> dict:
     """The evaluation summary; `mean_psnr` is the first scale's mean, the headline number.
 

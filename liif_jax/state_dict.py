@@ -20,7 +20,8 @@ import numpy as np
 from flax import traverse_util
 
 from liif_jax.models import LIIF, MetaSR, Spec, build_model
-from liif_jax.pth import load_pth, save_pth
+from liif_jax.pth import CheckpointError, load_pth, save_pth
+from liif_jax.spec import SpecError, check_spec
 
 # State-dict entries the official forward never reads (EDSR/RCAN mean shift).
 UNUSED_PREFIXES = ("encoder.sub_mean.", "encoder.add_mean.")
@@ -29,7 +30,7 @@ MEAN_SHIFT_ENCODERS = ("edsr-baseline", "edsr", "rcan")
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(CheckpointError):
     """A state dict does not fit the model its spec describes."""
 
 
@@ -81,6 +82,9 @@ def params_from_state_dict(model: LIIF | MetaSR, state_dict: Mapping[str, Any], 
         if path not in expected:
             unexpected.append(name)
             continue
+        if not isinstance(value, np.ndarray):
+            misshapen[name] = f"{name}: not a tensor but {type(value).__name__}"
+            continue
         arr = _to_flax(value)
         if arr.shape != expected[path].shape:
             official_shape = tuple(_to_official(np.zeros(expected[path].shape)).shape)
@@ -124,12 +128,19 @@ def save_official(path: str | os.PathLike, model: LIIF | MetaSR, params: Any) ->
 
 
 def model_spec_of(model_entry: Mapping[str, Any], source: str) -> Spec:
-    """The `{'name', 'args'}` spec of an official checkpoint's `model` entry."""
+    """The `{'name', 'args'}` spec of an official checkpoint's `model` entry, checked by the schema."""
     if not isinstance(model_entry, Mapping) or not {"name", "args", "sd"} <= set(model_entry):
-        raise ValueError(
+        raise CheckpointError(
             f"{source}: expected the official train_liif.py format {{'model': {{'name', 'args', 'sd'}}, ...}}"
         )
-    return {"name": model_entry["name"], "args": model_entry["args"]}
+    if not isinstance(model_entry["sd"], Mapping) or not all(isinstance(k, str) for k in model_entry["sd"]):
+        raise CheckpointError(f"{source}: model.sd is not a state dict (a mapping of tensor names to tensors)")
+    spec = {"name": model_entry["name"], "args": model_entry["args"]}
+    try:
+        check_spec(spec)
+    except SpecError as err:
+        raise CheckpointError(f"{source}: {err}") from None
+    return spec
 
 
 def load_official(path: str | os.PathLike, dtype=None) -> tuple[LIIF | MetaSR, Any]:
@@ -137,7 +148,7 @@ def load_official(path: str | os.PathLike, dtype=None) -> tuple[LIIF | MetaSR, A
     path = os.fspath(path)
     ckpt = load_pth(path)
     if not isinstance(ckpt, Mapping) or "model" not in ckpt:
-        raise ValueError(f"{path}: no 'model' entry; not a checkpoint saved by the official train_liif.py")
+        raise CheckpointError(f"{path}: no 'model' entry; not a checkpoint saved by the official train_liif.py")
     spec = model_spec_of(ckpt["model"], path)
     model = build_model(spec, dtype)
     return model, params_from_state_dict(model, ckpt["model"]["sd"], path)

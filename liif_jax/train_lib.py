@@ -28,7 +28,8 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from liif_jax import checkpoints, datasets, pipeline
-from liif_jax.models import LIIF, MetaSR, build_model
+from liif_jax.models import LIIF, MetaSR, build_model, describe
+from liif_jax.spec import check_spec
 
 Batch = dict[str, Any]
 DATA_AXIS = "data"
@@ -260,8 +261,34 @@ def format_duration(seconds: float) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Refuses a config that cannot train (a model spec off the schema, no steps to run), before
+    any data is read or anything is written."""
+    check_spec(config.model.to_dict(), "config.model")
+    positive = {"data.train.batch_size": config.data.train.batch_size, "log_every_steps": config.log_every_steps,
+                "keep_checkpoints": config.keep_checkpoints, "num_steps": config.num_steps,
+                "eval_every_steps": config.eval_every_steps, "checkpoint_every_steps": config.checkpoint_every_steps}
+    if config.num_steps is None:
+        positive["optimizer.epochs"] = config.optimizer.epochs
+    for key, value in positive.items():
+        if value is not None and not (type(value) is int and value > 0):
+            raise ValueError(f"config.{key} must be a positive integer, got {value!r}")
+
+
 def check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-    """Refuses to mix runs: a workdir's saved config must describe the same model."""
+    """Refuses to mix runs (a workdir's saved config must describe the same model) and to train in a
+    params-only checkpoint directory (what `convert` writes), before anything is written there."""
+    if not workdir.exists():
+        return
+    if not workdir.is_dir():
+        raise TrainingError(f"--workdir {workdir} is a file, not a folder")
+    for folder in (workdir, workdir / "checkpoints"):
+        steps = [p for p in folder.iterdir() if p.name.isdigit() and p.is_dir()] if folder.is_dir() else []
+        if any((p / checkpoints.PARAMS).is_dir() and not (p / OPT_STATE).is_dir() for p in steps + [workdir]):
+            raise TrainingError(
+                f"--workdir {workdir} holds a params-only checkpoint (python -m liif_jax.convert made it; use it with "
+                "demo or evaluate), not a training run; give train a new --workdir"
+            )
     saved = workdir / "config.json"
     if saved.exists():
         old = json.loads(saved.read_text())
@@ -288,8 +315,9 @@ def evaluate_val(steps: Steps, params, val_ds) -> float:
 def final_evaluation(config: ml_collections.ConfigDict, model: LIIF | MetaSR, params, workdir: pathlib.Path) -> None:
     """The paper's protocol (LIIF vs bicubic per scale) on held-out images, if the config asks.
 
-    Prints the table and writes `final_eval.json`; `config.final_eval` holds `dataset` (a source
-    spec), `scales` (empty: skipped) and `protocol`.
+    Prints the table and where the run is, and writes `final_eval.json`; `config.final_eval` holds
+    `dataset` (a source spec), `scales` (empty: skipped), `protocol` and, optionally,
+    `compare_with`: another model (a checkpoint path) to show on the same images, in the same table.
     """
     fe = config.final_eval
     if not fe.scales or jax.process_index() != 0:
@@ -301,18 +329,23 @@ def final_evaluation(config: ml_collections.ConfigDict, model: LIIF | MetaSR, pa
     source = datasets.make_source(fe.dataset.to_dict(), "final_eval.dataset")
     results = evaluate.evaluate(model, jax.device_get(params), source, list(fe.scales), fe.protocol, progress=False)
     report.write_json(workdir / "final_eval.json", results)
-    print(f"held-out evaluation ({fe.protocol} protocol, {len(source)} images, LIIF vs bicubic):")
-    print(report.format_table(report.aggregate(results)), flush=True)
+    names = sorted({r.name.split("/")[-1] for r in results})
+    print(f"held-out evaluation ({fe.protocol} protocol, {len(names)} images: {', '.join(names)}; PSNR in dB):")
+    rows = {f"{workdir.name} ({describe(model)})": report.aggregate(results)}
+    if fe.get("compare_with"):
+        other, other_params = checkpoints.load_model(fe.compare_with)
+        other_results = evaluate.evaluate(other, other_params, source, list(fe.scales), fe.protocol, progress=False)
+        rows[f"{pathlib.Path(fe.compare_with).name} ({describe(other)})"] = report.aggregate(other_results)
+    print(report.format_comparison(rows), flush=True)
+    print(f"the run is in {workdir} (checkpoints/, metrics.jsonl, final_eval.json, tensorboard/); render with it:\n"
+          f"  python -m liif_jax.demo --model {workdir} --input PHOTO --scale 4 --output out.png", flush=True)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
     """Trains (or resumes) the run in `workdir`; returns the last logged metrics."""
     workdir = pathlib.Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    check_config(config)
     check_workdir(workdir, config)
-    if jax.process_index() == 0:
-        (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-
     model = build_model(config.model.to_dict(), compute_dtype(config.compute_dtype))
     it, steps_per_epoch = train_iterator(config)
     val_ds = val_dataset(config)
@@ -329,6 +362,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
 
     init = jax.jit(init_state, out_shardings=steps.replicated)
+    workdir.mkdir(parents=True, exist_ok=True)
     mngr = checkpoint_manager(workdir, config.keep_checkpoints)
     meta = checkpoints.make_meta(config.model.to_dict(), config=config.to_dict())
     start = mngr.latest_step()
@@ -338,13 +372,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     else:
         abstract = jax.eval_shape(init, jax.random.key(0))
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=steps.replicated), abstract)
-        state = restore(mngr, start, abstract, it)
+        try:
+            state = restore(mngr, start, abstract, it)
+        except Exception as err:  # another model's or a damaged checkpoint: whatever orbax or grain raise
+            mngr.close()
+            it.close()
+            text = " ".join(str(err).split())[:200]
+            raise TrainingError(
+                f"cannot resume from {workdir / 'checkpoints' / str(start)} ({type(err).__name__}: {text}); it holds "
+                "another model or is damaged. Use a new --workdir, or the config that made it."
+            ) from err
         print(f"resumed from {workdir / 'checkpoints' / str(start)}", flush=True)
+    if jax.process_index() == 0:  # once the run is known to fit this workdir
+        (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     writer = MetricWriter(workdir, start)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     print(
-        f"{model.spec['args']['encoder_spec']['name']}-{model.spec['name']}: {n_params / 1e6:.2f} M params, "
+        f"{workdir.name} ({describe(model)}): {n_params / 1e6:.2f} M params, "
         f"{jax.device_count()} {jax.devices()[0].platform} device(s), global batch {config.data.train.batch_size}, "
         f"{steps_per_epoch} steps/epoch, steps {start} -> {num_steps}",
         flush=True,

@@ -50,22 +50,32 @@ def test_ablation_configs_differ_from_the_base_in_one_switch():
 
 
 def test_mate_nature_split_holds_out_the_last_three_photos(tmp_path):
-    """The split file itself; the photos are not needed: empty files with their names stand in."""
+    """The split file itself; the photos are not needed: tiny images with their names stand in."""
+    from PIL import Image
+
     c = load(next(p for p in CONFIGS if p.stem == "mate-nature-edsr-baseline-liif"))
     split = json.loads(pathlib.Path(c.data.train.dataset.args.split_file).read_text())
     names = sorted(split["train"] + split["test"])
     assert len(names) == len(set(names)) == 12
     assert split["test"] == names[-3:] == ["TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg"]
     for name in names:
-        (tmp_path / name).touch()
+        Image.new("RGB", (8, 8)).save(tmp_path / name, format="JPEG")
+    c.photos_dir = str(tmp_path)  # one override moves every source
 
     def source(dataset):
-        args = {**dataset.args.to_dict(), "root_path": str(tmp_path), "cache": False}
-        return datasets.make_source({"name": dataset.name, "args": args})
+        return datasets.make_source({"name": dataset.name, "args": dataset.args.to_dict()})
 
     train, val, held = source(c.data.train.dataset), source(c.data.val.dataset), source(c.final_eval.dataset)
-    assert len(train) == 9 * 200 and [f.name for f in train.files] == split["train"]
-    assert [f.name for f in val.files] == [f.name for f in held.files] == split["test"]
+    stem = lambda src: [pathlib.Path(n).name for n in src.names]
+    assert len(train) == 9 * 200 and stem(train)[:9] == split["train"]
+    assert stem(val)[:3] == stem(held) == split["test"]
+
+
+def test_mate_nature_config_names_the_package_when_the_photos_are_missing(tmp_path):
+    c = load(next(p for p in CONFIGS if p.stem == "mate-nature-edsr-baseline-liif"))
+    c.photos_dir = str(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="mate-backgrounds.*--config.photos_dir=FOLDER"):
+        datasets.make_source({"name": c.data.train.dataset.name, "args": c.data.train.dataset.args.to_dict()})
 
 
 def test_celebahq_config_reads_the_official_data_layout(tmp_path, monkeypatch):
@@ -202,5 +212,5 @@ def test_skimage_split_file_is_the_quickstart_split():
     from liif_jax import sources
 
     split = json.loads((CONFIGS[0].parent / "splits" / "skimage-photos.json").read_text())
-    assert split == {"train": list(sources.SAMPLE_IMAGES[:-2]), "val": list(sources.SAMPLE_IMAGES[-2:])}
+    assert split == {"train": list(sources.SAMPLE_IMAGES[:-2]), "val": list(sources.SAMPLE_IMAGES[-2:]), "all": list(sources.SAMPLE_IMAGES)}
     assert [n.split("/")[-1] for n in map(sources.sample_images("val").describe, range(2))] == split["val"]

@@ -405,3 +405,13 @@ def test_tiles_give_the_whole_image_psnr(tmp_path, capsys, tiny_ckpt):
     rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--protocol",
                          "plain", "--tile", -1)
     assert rc == 1 and "--tile" in err
+
+
+def test_protocol_defaults_to_div2k_and_a_missing_scale_is_named(tmp_path, capsys, tiny_ckpt):
+    write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (36, 36, 3), dtype=np.uint8))
+    rc, out, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--json", tmp_path / "r.json")
+    assert rc == 0, err
+    assert "under protocol 'div2k'" in out
+    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--protocol", "div2k")
+    assert_clean_error(rc, err, "--scale is required")
+    assert "--protocol" not in err

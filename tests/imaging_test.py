@@ -73,8 +73,9 @@ def test_load_rgb_converts_like_pil(tmp_path):
 
 
 def test_load_rgb_errors_name_the_file(tmp_path):
-    with pytest.raises(ImageError, match="missing.png"):
+    with pytest.raises(ImageError, match="missing.png") as missing:
         imaging.load_rgb(tmp_path / "missing.png")
+    assert "no such image file" in str(missing.value) and "folder" not in str(missing.value)  # one file: no folder advice
 
     (tmp_path / "garbage.png").write_bytes(b"not an image at all")
     with pytest.raises(ImageError, match="garbage.png"):

@@ -65,7 +65,8 @@ def run_notebook(kernel_dir, monkeypatch, **params) -> tuple[str, dict]:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     values = {"CONFIG": "quickstart", "DATA": None, "PRETRAINED": None, "OVERRIDES": TINY_OVERRIDES,
               "SCALES": SCALES, "LR_CROP": LR_CROP, "EVAL_SCALES": [2], "EVAL_IMAGES": None, "EVAL_CROP": 48,
-              "BATCH_QUERIES": 30000, "REPO_URL": "unused", "INSTALL": False, **params}
+              "BATCH_QUERIES": 30000, "ZOOM_FRAMES": 3, "ZOOM_SCALE": 4, "ZOOM_SIZE": 16, "REPO_URL": "unused",
+              "INSTALL": False, **params}
     nb.cells[parameters_cell(nb)].source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
     NotebookClient(nb, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     text = "".join(
@@ -88,6 +89,7 @@ def check_renders(summary: dict) -> None:
     assert summary["lr_size"] == [LR_CROP, LR_CROP]
     assert summary["render_sizes"] == {str(s): [LR_CROP * s, LR_CROP * s, 3] for s in SCALES}
     assert summary["photo"] == "chelsea.png"
+    assert summary["zoom"] == {"frames": 3, "size": [16, 16]}  # the animated zoom
     (row,) = summary["eval"]
     assert row["scale"] == 2 and row["n_images"] == 2
     assert math.isfinite(row["psnr"]) and 15 < row["bicubic_psnr"] < 60  # LIIF is untrained after a few steps

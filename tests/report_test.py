@@ -138,3 +138,10 @@ def test_bicubic_resize_matches_the_official_resize_fn():
 ])
 def test_device_slug_names_result_files(platform, kind, slug):
     assert report.device_slug(platform, kind) == slug
+
+
+def test_format_comparison_puts_models_side_by_side_over_one_bicubic_column():
+    other = [ImageResult("a.png", 2, 31.0, 30.0), ImageResult("a.png", 4, 25.0, 26.0)]
+    lines = report.format_comparison({"mine": aggregate(other), "shipped": aggregate(other[::-1])}).splitlines()
+    assert lines[0] == "| scale | bicubic (dB) | mine (dB) | gain | shipped (dB) | gain |"
+    assert lines[2:] == ["| x2 | 30.00 | 31.00 | +1.00 | 31.00 | +1.00 |", "| x4 | 26.00 | 25.00 | -1.00 | 25.00 | -1.00 |"]

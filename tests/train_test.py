@@ -136,6 +136,7 @@ TINY_FLAGS = [
     "--config.data.val.wrapper.args.inp_size=16", "--config.data.val.wrapper.args.sample_q=64",
     "--config.num_steps=24", "--config.log_every_steps=2", "--config.checkpoint_every_steps=4",
     "--config.eval_every_steps=1000", "--config.optimizer.milestones=(8, 16)", "--config.final_eval.scales=(2,)",
+    "--config.final_eval.compare_with=",
 ]
 
 
@@ -156,6 +157,7 @@ def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
     out = subprocess.run(CLI + ["--workdir", str(killed)] + TINY_FLAGS, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resumed from" in out.stdout
+    assert "killed (EDSR-baseline 1x8, MLP 128x2): " in out.stdout  # the run, then its architecture
     assert _losses(killed) == _losses(straight)
 
 
