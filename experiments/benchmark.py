@@ -2,7 +2,7 @@
 
     python experiments/benchmark.py [--size full|small] [--dtypes float32,bfloat16]
         [--out experiments/results] [--steps N] [--num_workers N] [--batch_queries N]
-        [--cases train_edsr_baseline,...] [--[no]isolate]
+        [--cases train_edsr_baseline,...] [--[no]isolate] [--tile N] [--render_mlp_dtype bfloat16]
 
 Times, for each compute dtype:
 
@@ -10,7 +10,7 @@ Times, for each compute dtype:
   only), the grain pipeline alone (samples/s), and the two together (end to end: the real grain
   pipeline with `num_workers` worker processes over synthetic DIV2K-size uint8 images held in
   memory, batch 16, 48 px inputs, 2304 queries), after warm-up;
-* rendering with `render.upscale` (encode once, query in chunks, [0, 1] clamped on the device):
+* rendering with `render.upscale` (`--tile` input pixels per tile, [0, 1] clamped on the device):
   x4 339x510 -> 1356x2040 (EDSR-baseline and RDN), x30 128x128 -> 3840x3840 and
   x2 3840x2160 -> 7680x4320 (EDSR-baseline), mean time per render after one warm-up render.
 
@@ -19,8 +19,11 @@ on GPU; no effect on CPU), bfloat16 builds the model with `build_model(spec, jnp
 compute, float32 params and optimizer). Compile time (XLA compile seconds and the first call's wall
 time) is reported apart, as is the number of compilations after the first call (0 unless something
 recompiles). Peak device memory is `peak_bytes_in_use` (null where the device does not report it,
-e.g. CPU); JAX cannot reset that peak, so with `--isolate` (default for full runs) every case runs
-in a fresh process and the peak is that case's own.
+e.g. CPU), and the host's peak resident memory is `ru_maxrss`. JAX cannot reset either peak, and
+compilation (GPU autotuning) counts in it, so with `--isolate` (default for full runs) every case runs
+twice, each time in a fresh process sharing a persistent compilation cache: the first process
+compiles (its peak, `peak_bytes_with_compile`, includes compilation), the second loads the compiled
+programs from the cache and measures: its peak, `peak_bytes`, is the case's own at run time.
 
 `--size small` shrinks everything (images, crops, batch, queries, render sizes, steps, model widths)
 and compiles without XLA optimisation: a CPU smoke test of the same code paths and output keys,
@@ -38,6 +41,7 @@ import json
 import math
 import os
 import pathlib
+import resource
 import shlex
 import subprocess
 import sys
@@ -90,7 +94,14 @@ _CASES = flags.DEFINE_list("cases", list(CASES), f"cases to run, of: {', '.join(
 _ISOLATE = flags.DEFINE_bool(
     "isolate", None, "run every case in a fresh process, so peak memory is per case (default: on for full)"
 )
+_TILE = flags.DEFINE_integer(
+    "tile", render.DEFAULT_TILE, "input pixels per render tile side (0: whole images)", lower_bound=0
+)
+_RENDER_MLP = flags.DEFINE_enum(
+    "render_mlp_dtype", "float32", ["float32", "bfloat16"], "dtype of the MLP when rendering (`render.upscale(mlp_dtype=)`)"
+)
 _RUN_ONE = flags.DEFINE_string("run_one", None, "internal: run one CASE:DTYPE in this process")
+_COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "internal: --run_one stops after the first (compiling) call")
 _RUN_ONE_OUT = flags.DEFINE_string("run_one_out", None, "internal: where --run_one writes its result")
 
 
@@ -114,6 +125,7 @@ class Sizes:
     num_workers: int
     render_repeats: int
     batch_queries: int
+    tile: int
     renders: dict[str, tuple[tuple[int, int], tuple[int, int]]]  # case -> (input hw, output hw)
     models: dict[str, dict[str, Any]]  # model key -> official model spec
 
@@ -130,6 +142,7 @@ FULL = Sizes(
     num_workers=8,
     render_repeats=5,
     batch_queries=render.DEFAULT_BATCH_QUERIES,
+    tile=render.DEFAULT_TILE,
     renders={
         "render_x4_div2k": ((339, 510), (1356, 2040)),
         "render_x30_3840": ((128, 128), (3840, 3840)),
@@ -151,6 +164,7 @@ SMALL = Sizes(
     num_workers=1,
     render_repeats=2,
     batch_queries=1024,
+    tile=32,
     renders={
         "render_x4_div2k": ((17, 26), (68, 104)),
         "render_x30_3840": ((4, 4), (120, 120)),
@@ -166,7 +180,8 @@ SMALL = Sizes(
 
 def sizes_from_flags() -> Sizes:
     base = FULL if _SIZE.value == "full" else SMALL
-    overrides = {"steps": _STEPS.value, "num_workers": _NUM_WORKERS.value, "batch_queries": _BATCH_QUERIES.value}
+    overrides = {"steps": _STEPS.value, "num_workers": _NUM_WORKERS.value, "batch_queries": _BATCH_QUERIES.value,
+                 "tile": _TILE.value if _TILE.present else None}
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -184,18 +199,25 @@ def compile_fast_for_small_runs() -> None:
 
 
 class CompileMonitor:
-    """XLA compile seconds and the number of XLA compilations, from JAX's monitoring events."""
+    """XLA compile seconds and the number of XLA compilations (loads from a persistent compilation
+    cache included), and the cache's misses (programs really compiled), from JAX's monitoring events."""
 
     EVENT = "/jax/core/compile/backend_compile_duration"
+    MISS = "/jax/compilation_cache/cache_misses"
 
     def __init__(self):
-        self.seconds, self.count = 0.0, 0
+        self.seconds, self.count, self.cache_misses = 0.0, 0, 0
         jax.monitoring.register_event_duration_secs_listener(self._on_event)
+        jax.monitoring.register_event_listener(self._on_count)
 
     def _on_event(self, event: str, duration: float, **_) -> None:
         if event == self.EVENT:
             self.seconds += duration
             self.count += 1
+
+    def _on_count(self, event: str, **_) -> None:
+        if event == self.MISS:
+            self.cache_misses += 1
 
     def mark(self) -> tuple[float, int]:
         return self.seconds, self.count
@@ -207,6 +229,11 @@ def peak_bytes() -> int | None:
     if any(not s or "peak_bytes_in_use" not in s for s in stats):
         return None
     return max(int(s["peak_bytes_in_use"]) for s in stats)
+
+
+def host_peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def precision(dtype: str) -> contextlib.AbstractContextManager:
@@ -321,6 +348,7 @@ class Session:
     sizes: Sizes
     monitor: CompileMonitor
     pipeline: Pipeline
+    compile_only: bool = False  # stop each case after its first (compiling) call
 
 
 def train_case(model: LIIF, session: Session) -> Result:
@@ -335,6 +363,8 @@ def train_case(model: LIIF, session: Session) -> Result:
     compile_mark = monitor.mark()
     state, _, first = run_steps(steps.train, state, lambda: device_batch, 1)
     after_first = monitor.mark()
+    if session.compile_only:
+        return {"compile_s": after_first[0] - compile_mark[0], "first_call_s": first}
     state, _, _ = run_steps(steps.train, state, lambda: device_batch, sizes.warmup)
     state, _, model_secs = run_steps(steps.train, state, lambda: device_batch, sizes.steps)
 
@@ -365,11 +395,14 @@ def render_case(name: str, model: LIIF, session: Session) -> Result:
     in_hw, out_hw = sizes.renders[name]
     params = jax.device_put(random_params(model, sizes.inp_size))
     img = np.random.default_rng(0).random((*in_hw, 3), dtype=np.float32)
-    upscale = lambda: render.upscale(model, params, img, out_hw, sizes.batch_queries)
+    mlp_dtype = jnp.bfloat16 if _RENDER_MLP.value == "bfloat16" else None
+    upscale = lambda: render.upscale(model, params, img, out_hw, sizes.batch_queries, sizes.tile, mlp_dtype)
 
     compile_mark = monitor.mark()
     first = seconds(upscale)
     after_first = monitor.mark()
+    if session.compile_only:
+        return {"compile_s": after_first[0] - compile_mark[0], "first_call_s": first}
     times = [seconds(upscale) for _ in range(sizes.render_repeats)]
     ms = 1e3 * float(np.mean(times))
     return {
@@ -378,7 +411,9 @@ def render_case(name: str, model: LIIF, session: Session) -> Result:
         "in_hw": list(in_hw),
         "out_hw": list(out_hw),
         "batch_queries": sizes.batch_queries,
-        "chunks": -(-out_hw[0] * out_hw[1] // sizes.batch_queries),
+        "tile": sizes.tile,
+        "render_mlp_dtype": _RENDER_MLP.value,
+        "tiles": render.plan(model, in_hw, out_hw, sizes.tile).n_tiles,
         "compile_s": after_first[0] - compile_mark[0],
         "first_call_s": first,
         "ms": ms,
@@ -411,7 +446,7 @@ def run_case(case: str, dtype: str, session: Session) -> Result:
     model = build_model(session.sizes.models[model_key], train_lib.compute_dtype(dtype))
     with precision(dtype):
         result = train_case(model, session) if kind == "train" else render_case(case, model, session)
-    return {**result, "peak_bytes": peak_bytes()}
+    return {**result, "peak_bytes": peak_bytes(), "host_peak_rss_bytes": host_peak_rss_bytes()}
 
 
 def run_here(case: str, dtype: str, session: Session) -> Result:
@@ -424,15 +459,33 @@ def run_here(case: str, dtype: str, session: Session) -> Result:
 
 
 def run_isolated(case: str, dtype: str) -> tuple[Result, Result | None]:
-    """One case in a fresh process (same flags): (result, device info of that process)."""
+    """One case in fresh processes (same flags): one compiles into a persistent compilation cache,
+    the next loads from it and measures. (result, device info of the measuring process)."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = pathlib.Path(tmp) / "case.json"
-        cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:],
-               f"--run_one={case}:{dtype}", f"--run_one_out={out}"]
-        rc = subprocess.run(cmd, check=False).returncode
-        if rc or not out.exists():
-            return {"error": f"the case's process exited with code {rc}; its output is above"}, None
-        payload = json.loads(out.read_text())
+        env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": os.path.join(tmp, "cache"),
+               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+        compiled, _ = run_child(case, dtype, env, pathlib.Path(tmp) / "compile.json", ["--compile_only"])
+        if "error" in compiled:
+            return compiled, None
+        result, info = run_child(case, dtype, env, pathlib.Path(tmp) / "case.json", [])
+    if "error" not in result:
+        result.update({
+            "compile_s": compiled["compile_s"],
+            "first_call_s": compiled["first_call_s"],
+            "compiles_in_measuring_process": result.pop("cache_misses"),
+            "peak_bytes_with_compile": compiled["peak_bytes"],
+            "host_peak_rss_bytes_with_compile": compiled["host_peak_rss_bytes"],
+        })
+    return result, info
+
+
+def run_child(case: str, dtype: str, env: dict[str, str], out: pathlib.Path, extra: list[str]) -> tuple[Result, Result | None]:
+    cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], *extra,
+           f"--run_one={case}:{dtype}", f"--run_one_out={out}"]
+    rc = subprocess.run(cmd, check=False, env=env).returncode
+    if rc or not out.exists():
+        return {"error": f"the case's process exited with code {rc}; its output is above"}, None
+    payload = json.loads(out.read_text())
     return payload["result"], payload["device"]
 
 
@@ -547,7 +600,9 @@ def comparison(row: Row, results: list[Result | None], comparable: str | None) -
 
 def header(report: Result, sizes: Sizes) -> list[str]:
     """Title, command, provenance and settings of the markdown report."""
-    per_case = "yes (one process per case)" if report["isolated"] else "no (cumulative over the run)"
+    per_case = ("yes: one process per case compiles into a persistent compilation cache, a fresh one loads the "
+                "programs from it and measures, so the peak is the run's own (the compiling process's peak is apart)"
+                if report["isolated"] else "no (cumulative over the run, compilation included)")
     smoke = [
         "**Smoke run**: `--size small` shrinks images, crops, batch, queries, render sizes, steps and model "
         "widths, and compiles without XLA optimisation; these are not performance figures.",
@@ -566,7 +621,8 @@ def header(report: Result, sizes: Sizes) -> list[str]:
         f"Training: batch {sizes.batch}, {sizes.inp_size} px inputs, {sizes.sample_q} queries, "
         f"{workers(sizes.num_workers)} over {sizes.n_images} synthetic {sizes.image_hw[0]}x{sizes.image_hw[1]} "
         f"uint8 images in memory (a source of {SOURCE_LEN} elements, as DIV2K x20); {sizes.steps} timed steps "
-        f"after {sizes.warmup} warm-up. Rendering (`render.upscale`, {sizes.batch_queries} queries per chunk, "
+        f"after {sizes.warmup} warm-up. Rendering (`render.upscale`, tiles of {sizes.tile or 'the whole'} input pixels, "
+        f"{sizes.batch_queries} queries per step, "
         f"sizes H x W): mean of {sizes.render_repeats} after one warm-up. Compilation excluded (see below). "
         "float32 uses TF32 (`jax.default_matmul_precision('tensorfloat32')`, GPU only); bfloat16 is bf16 "
         "compute, float32 params. Speed-up = official time / ours.",
@@ -599,19 +655,20 @@ def details(report: Result) -> list[str]:
     """Compile times, recompilations, the data pipeline and memory of every case."""
     lines = [
         "| Case | dtype | XLA compile (s) | First call (s) | Compilations after the first call | Pipeline alone "
-        "| Peak memory |",
-        "|---|---|---|---|---|---|---|",
+        "| Peak memory | Peak with compilation | Host peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for dtype, cases in report["dtypes"].items():
         for case, r in cases.items():
             if "error" in r:
-                lines.append(f"| {case} | {dtype} | failed: {r['error']} | | | | |")
+                lines.append(f"| {case} | {dtype} | failed: {r['error']} | | | | | | |")
                 continue
             p = r.get("pipeline")
             pipe = f"{p['samples_per_s']:.0f} samples/s, {workers(p['num_workers'])}" if p else "-"
-            mem = f"{r['peak_bytes'] / 1e9:.2f} GB" if r.get("peak_bytes") else "n/a"
+            gb = lambda key: f"{r[key] / 1e9:.2f} GB" if r.get(key) else "n/a"
             lines.append(f"| {case} | {dtype} | {r['compile_s']:.1f} | {r['first_call_s']:.1f} | "
-                         f"{r['compiles_after_first_call']} | {pipe} | {mem} |")
+                         f"{r['compiles_after_first_call']} | {pipe} | {gb('peak_bytes')} | "
+                         f"{gb('peak_bytes_with_compile')} | {gb('host_peak_rss_bytes')} |")
     return lines
 
 
@@ -650,7 +707,9 @@ def run_one(sizes: Sizes) -> None:
     """`--run_one CASE:DTYPE`: the child side of `--isolate`."""
     case, dtype = _RUN_ONE.value.split(":")
     with open_session(sizes) as session:
+        session.compile_only = _COMPILE_ONLY.value
         result = run_here(case, dtype, session)
+        result["cache_misses"] = session.monitor.cache_misses
     pathlib.Path(_RUN_ONE_OUT.value).write_text(json.dumps({"result": result, "device": device_info()}))
 
 

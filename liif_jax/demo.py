@@ -18,7 +18,7 @@ from PIL import Image
 
 from liif_jax import cli_checks, imaging, zoom
 from liif_jax.checkpoints import load_model
-from liif_jax.render import DEFAULT_BATCH_QUERIES, upscale
+from liif_jax.render import CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, default_batch_queries, upscale
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -51,7 +51,8 @@ def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray, frame_h
     t0 = time.perf_counter()
     try:
         zoom.save_zoom(model, params, imaging.to_float01(img), args.output, args.zoom, args.scale, frame_hw,
-                       args.batch_queries, report=lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True))
+                       default_batch_queries() if args.batch_queries is None else args.batch_queries,
+                       report=lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True))
     except (OSError, ValueError) as e:
         print(f"\nerror: cannot write --output {args.output}: {e}", file=sys.stderr)
         return 1
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--resolution", type=parse_resolution, help="output size H,W")
     size.add_argument("--scale", type=float, help="output size as a multiple of the input size, e.g. 4 or 2.5")
     parser.add_argument("--output", required=True, help="output image path: .png (recommended), .jpg, .bmp, .tif or .webp")
-    parser.add_argument("--batch-queries", type=int, default=DEFAULT_BATCH_QUERIES, help="queries per chunk (memory bound)")
+    parser.add_argument("--batch-queries", type=int, help=f"queries per step of the decoder (default {DEFAULT_BATCH_QUERIES}, "
+                        f"as the official code; {CPU_BATCH_QUERIES} on a CPU, where more cost memory, not time)")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help=f"input pixels per tile side (bounds memory; 0: the whole image at once; default {DEFAULT_TILE})")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
                         help=f"largest input or output image, in pixels (default {imaging.DEFAULT_MAX_PIXELS})")
@@ -79,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.zoom is not None:
         check_zoom_flags(parser, args)
-    if args.batch_queries <= 0:
+    if args.batch_queries is not None and args.batch_queries <= 0:
         parser.error("--batch-queries must be positive")
+    if args.tile < 0:
+        parser.error(f"--tile must be 0 (whole image) or positive, got {args.tile}")
     if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
         parser.exit(2, f"error: --scale must be a positive number, got {args.scale}\n")
     try:  # every check before the model is loaded or the image decoded
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.zoom is not None:
         return write_zoom(args, model, params, img, size)
     t0 = time.perf_counter()
-    pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries)
+    pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries, args.tile)
     try:
         Image.fromarray(to_uint8_official(pred)).save(args.output)
     except (OSError, ValueError) as e:

@@ -13,7 +13,8 @@ config, as `python test.py --config` does.
 The library call `evaluate(model, params, source, scales, protocol)` is what the CLI, the training
 loop and a notebook share. A source is any sequence (a `liif_jax.sources` source, or a plain list) of
 uint8 HR images (H, W, 3), or of {'lr', 'hr'} dicts for given LR inputs. Every prediction goes
-through `render.upscale`, so memory is bounded by `batch_queries`, whatever the image size.
+through `render.upscale`, tile by tile (`tile` input pixels per side), so memory is bounded whatever
+the image size.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from liif_jax import cli_checks, configs, datasets, imaging, metrics, report, so
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import LIIF, MetaSR
-from liif_jax.render import DEFAULT_BATCH_QUERIES, upscale
+from liif_jax.render import CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
 
 PLOT_NAME = "psnr_vs_scale.png"
 
@@ -102,14 +103,15 @@ def evaluate_one(
     lr: np.ndarray | None,
     scale: float,
     protocol: metrics.Protocol,
-    batch_queries: int = DEFAULT_BATCH_QUERIES,
+    batch_queries: int | None = None,
+    tile: int = DEFAULT_TILE,
 ) -> Outcome:
     """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`."""
     if lr is None:
         lr, hr = downsample(hr, scale)
     else:
         hr = crop_paired(lr, hr, scale)
-    pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries)
+    pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile)
     bicubic = report.bicubic_upsample(lr, hr.shape[:2])
     gt = to_float01(hr)
     return Outcome(
@@ -123,11 +125,12 @@ def evaluate(
     source: Sequence[Any],
     scales: Sequence[float],
     protocol: metrics.Protocol,
-    batch_queries: int = DEFAULT_BATCH_QUERIES,
+    batch_queries: int | None = None,
     save_images: str | os.PathLike | None = None,
     progress: bool = True,
     names: Sequence[str] | None = None,
     on_result: Callable[[list[report.ImageResult]], None] | None = None,
+    tile: int = DEFAULT_TILE,
 ) -> list[report.ImageResult]:
     """Per-image results of every image of `source` at every scale, image-major.
 
@@ -139,7 +142,7 @@ def evaluate(
     results so far after each one (the CLI saves them, so that an error on a later image loses nothing).
     """
     check_scales(scales, protocol)
-    if batch_queries <= 0:
+    if batch_queries is not None and batch_queries <= 0:
         raise ValueError(f"batch_queries must be positive, got {batch_queries}")
     if names is not None and len(names) != len(source):
         raise ValueError(f"{len(names)} names for {len(source)} images")
@@ -152,7 +155,7 @@ def evaluate(
         for scale in scales:
             start = time.perf_counter()
             try:
-                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries)
+                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile)
             except ValueError as err:
                 raise ImageError(f"{where} at scale {scale:g}: {err}") from err
             results.append(report.ImageResult(name, scale, outcome.psnr, outcome.bicubic_psnr))
@@ -331,7 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", help="write the results (per scale and per image) to this JSON file")
     parser.add_argument(
-        "--batch-queries", type=int, help=f"queries per chunk (bounds memory; default {DEFAULT_BATCH_QUERIES}, or the config's eval_bsize)"
+        "--batch-queries", type=int, help=f"queries per decoder step (default {DEFAULT_BATCH_QUERIES}, {CPU_BATCH_QUERIES} on a CPU, or the config's eval_bsize)"
+    )
+    parser.add_argument(
+        "--tile", type=int, default=DEFAULT_TILE,
+        help=f"input pixels per tile side (bounds memory; 0: whole images; default {DEFAULT_TILE})",
     )
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument(
@@ -379,10 +386,12 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
         test = official_config_test(args)
         source, names, scales, protocol, batch_queries = test.source, test.names, [test.scale], test.protocol, test.batch_queries
     else:
-        (source, names, scales, protocol), batch_queries = flags_test(args), DEFAULT_BATCH_QUERIES
+        (source, names, scales, protocol), batch_queries = flags_test(args), None
     batch_queries = batch_queries if args.batch_queries is None else args.batch_queries
-    if batch_queries <= 0:
+    if batch_queries is not None and batch_queries <= 0:
         raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
+    if args.tile < 0:
+        raise ValueError(f"--tile must be 0 (whole images) or positive, got {args.tile}")
     cli_checks.check_image_headers(source)
     model, params = load_model(args.model, args.step)
     print(f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
@@ -390,7 +399,7 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
     own_sink = sink is None
     sink = sink or JsonSink(args.json)
     results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names,
-                       on_result=sink)
+                       on_result=sink, tile=args.tile)
     if own_sink and sink.error is not None:
         raise sink.error
     return results

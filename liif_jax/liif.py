@@ -1,4 +1,4 @@
-"""The LIIF decoder: pure functions over a params pytree, written for one query and vmapped.
+"""The LIIF decoder: pure functions over a params pytree, written for a block of queries.
 
 What the official `LIIF.query_rgb` computes for a query point x with cell c, on a latent grid of
 h x w codes:
@@ -10,19 +10,23 @@ h x w codes:
 The first MLP layer is linear, and the feature part of its input depends on the latent only, so
 `latent_grid` applies it once per latent as a 3x3 (unfold) or 1x1 convolution: the same sums,
 without the 9x unfolded tensor and without repeating that product for every query and neighbour.
-Queries then gather a row of that grid and add the coordinate and cell terms.
+Queries then gather a row of that grid and add the coordinate and cell terms as elementwise
+multiply-adds; the 4 neighbours of every query go through the rest of the MLP as one stack of rows.
+
+Queries address latents by their index in the whole image's grid (a `Lattice`), so that a window
+of latents (a tile of a large image) answers them exactly as the whole grid would.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax.coords import coord_seq
+from liif_jax.coords import coord_affine
 from liif_jax.layers import Dtype, dense
 
 Params = Any
@@ -55,18 +59,43 @@ class MLP(nn.Module):
         return x
 
 
-def nearest_index(c: jax.Array, size: int) -> jax.Array:
-    """`grid_sample(mode='nearest', align_corners=False)` cell index of coordinate c in [-1, 1].
+class Lattice(NamedTuple):
+    """The whole image's h x w latent grid and where a window of it starts, as float32 constants
+    computed on the host the way the official code computes them (arrays of shape (2,): rows, cols).
+
+    Whole-image latent (i, j) sits at (i - origin[0], j - origin[1]) of the window.
+    """
+
+    origin: Any  # int32: the window's first latent in the whole grid
+    size: Any  # (h, w)
+    half: Any  # (h / 2, w / 2)
+    first: Any  # centre of latent 0
+    step: Any  # spacing of latent centres
+    inv: Any  # (1 / h, 1 / w)
+    shift: Any  # (2, 2): the local ensemble's offsets -1/h + eps (row 0) and 1/h + eps (row 1)
+
+
+def lattice(hw: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> Lattice:
+    """`Lattice` of an h x w latent grid, for a window starting at `origin`."""
+    (h, w), f32 = hw, lambda x: np.asarray(x, np.float32)
+    (fh, sh), (fw, sw) = coord_affine(h), coord_affine(w)
+    eps = ENSEMBLE_EPS
+    return Lattice(np.asarray(origin, np.int32), f32([h, w]), f32([h / 2, w / 2]), f32([fh, fw]), f32([sh, sw]),
+                   f32([1 / h, 1 / w]), f32([[-1 / h + eps, -1 / w + eps], [1 / h + eps, 1 / w + eps]]))
+
+
+def nearest_index(c: jax.Array, half: jax.Array) -> jax.Array:
+    """`grid_sample(mode='nearest', align_corners=False)` cell index of coordinates c in [-1, 1]
+    on a grid of `2 * half` cells.
 
     Round half to even, as PyTorch's nearbyint; callers clamp c inside (-1, 1).
     """
-    return jnp.round((c + 1) * np.float32(size / 2) - np.float32(0.5)).astype(jnp.int32)
+    return jnp.round((c + 1) * half - np.float32(0.5)).astype(jnp.int32)
 
 
-def neighbour_shifts(local_ensemble: bool) -> tuple[list[tuple[int, int]], float]:
-    if local_ensemble:
-        return [(-1, -1), (-1, 1), (1, -1), (1, 1)], ENSEMBLE_EPS
-    return [(0, 0)], 0.0
+def neighbour_signs(local_ensemble: bool) -> list[tuple[int, int] | None]:
+    """Rows of `Lattice.shift` for the (row, col) offsets of each neighbour; None: no offset."""
+    return [(0, 0), (0, 1), (1, 0), (1, 1)] if local_ensemble else [None]
 
 
 def first_layer_split(w0: jax.Array, feat_dim: int, feat_unfold: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -99,44 +128,42 @@ def latent_grid(w_feat: jax.Array, feat: jax.Array, dtype: Dtype = None) -> jax.
     )
 
 
-def query_point(
+def gather_rows(grid: jax.Array, local: jax.Array) -> jax.Array:
+    """grid (B, gh, gw, D) at window indices local (B, Q, 2) -> (B, Q, D), as one flat gather."""
+    b, gh, gw, d = grid.shape
+    flat_index = (jnp.arange(b, dtype=jnp.int32)[:, None] * gh + local[..., 0]) * gw + local[..., 1]
+    return grid.reshape(b * gh * gw, d).at[flat_index].get(mode="promise_in_bounds")
+
+
+def query(
     grid: jax.Array,
     coord: jax.Array,
     cell: jax.Array,
+    lat: Lattice,
     w_coord: jax.Array,
     w_cell: jax.Array | None,
     b0: jax.Array,
     mlp_rest,
     local_ensemble: bool,
 ) -> jax.Array:
-    """RGB at one query `coord` (2,) with `cell` (2,), from a latent grid (h, w, hidden).
+    """RGB (B, Q, out) at queries `coord` (B, Q, 2) with cells (B, Q, 2) from a window `grid`
+    (B, gh, gw, hidden) of the latent grid that `lat` describes.
 
-    `mlp_rest` maps first-layer pre-activations (n, hidden) to outputs (n, out).
+    `mlp_rest` maps first-layer pre-activations (..., hidden) to outputs (..., out).
     """
-    h, w = grid.shape[:2]
-    seq_h, seq_w = jnp.asarray(coord_seq(h)), jnp.asarray(coord_seq(w))
-    scale = jnp.array([h, w], jnp.float32)
-    shifts, eps = neighbour_shifts(local_ensemble)
-    pre, rels = [], []
-    for vx, vy in shifts:
-        shift = jnp.array([np.float32(vx / h + eps), np.float32(vy / w + eps)], jnp.float32)
-        c = jnp.clip(coord + shift, np.float32(-CLAMP), np.float32(CLAMP))
-        iy, ix = nearest_index(c[0], h), nearest_index(c[1], w)
-        rel = (coord - jnp.stack([seq_h[iy], seq_w[ix]])) * scale
-        p = grid[iy, ix] + rel @ w_coord + b0
+    pre, areas = [], []
+    for sign in neighbour_signs(local_ensemble):
+        c = coord if sign is None else coord + jnp.stack([lat.shift[sign[0], 0], lat.shift[sign[1], 1]])
+        index = nearest_index(jnp.clip(c, np.float32(-CLAMP), np.float32(CLAMP)), lat.half)
+        rel = (coord - (lat.first + lat.step * index.astype(jnp.float32))) * lat.size
+        p = gather_rows(grid, index - lat.origin) + rel[..., :1] * w_coord[0] + rel[..., 1:] * w_coord[1] + b0
         if w_cell is not None:
-            p = p + (cell * scale) @ w_cell
+            rel_cell = cell * lat.size
+            p = p + rel_cell[..., :1] * w_cell[0] + rel_cell[..., 1:] * w_cell[1]
         pre.append(p)
-        rels.append(rel)
-    preds = mlp_rest(jnp.stack(pre))  # (n_neighbours, out): the MLP, batched over neighbours
-    areas = jnp.stack([jnp.abs(r[0] * r[1]) + AREA_EPS for r in rels])
+        areas.append(jnp.abs(rel[..., 0] * rel[..., 1]) + AREA_EPS)
+    preds = mlp_rest(jnp.stack(pre))  # (n_neighbours, B, Q, out): one stream of rows through the MLP
+    areas = jnp.stack(areas)
     # Each neighbour is weighted by the area opposite to it: reversing (0,1,2,3) swaps 0<->3, 1<->2.
-    weights = areas[::-1] / jnp.sum(areas) if local_ensemble else areas / jnp.sum(areas)
-    return jnp.sum(preds * weights[:, None], axis=0)
-
-
-def query_batch(grid, coord, cell, w_coord, w_cell, b0, mlp_rest, local_ensemble):
-    """`query_point` vmapped over queries (Q) and batch (B): grid (B,h,w,D), coord/cell (B,Q,2)."""
-    one = lambda g, x, c: query_point(g, x, c, w_coord, w_cell, b0, mlp_rest, local_ensemble)
-    over_queries = jax.vmap(one, in_axes=(None, 0, 0))
-    return jax.vmap(over_queries, in_axes=(0, 0, 0))(grid, coord, cell)
+    weights = (areas[::-1] if local_ensemble else areas) / jnp.sum(areas, axis=0)
+    return jnp.sum(preds * weights[..., None], axis=0)

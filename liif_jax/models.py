@@ -1,8 +1,8 @@
 """Models built from official model specs: `{'name': 'liif' | 'metasr', 'args': {...}}`.
 
 A model is a frozen description plus pure functions of `params` (a nested dict with `encoder` and
-`imnet`). `encode` runs the encoder once per image; `query` decodes any number of coordinates
-from its result, so rendering can query in chunks.
+`imnet`). `encode` (`features`, then `latents`) runs the encoder once per image or tile; `query`
+decodes any number of coordinates from its result, so rendering can query in blocks.
 """
 
 from __future__ import annotations
@@ -53,22 +53,31 @@ class LIIF:
         """Encoder feature map (B, h, w, C) of images in [-1, 1] (B, h, w, 3)."""
         return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
 
-    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
+    def latents(self, params: Params, feat: jax.Array) -> jax.Array:
         """Latent grid: the first MLP layer's feature term at every latent (B, h, w, hidden)."""
-        feat = self.features(params, inp)
         w_feat, _, _ = liif.first_layer_split(
             params["imnet"]["layers_0"]["kernel"], feat.shape[-1], self.feat_unfold
         )
         return liif.latent_grid(w_feat, feat, self.dtype)
 
-    def query(self, params: Params, grid: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
-        """RGB in [-1, 1] (B, Q, 3) at coordinates (B, Q, 2) with cells (B, Q, 2)."""
+    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
+        return self.latents(params, self.features(params, inp))
+
+    def query(self, params: Params, grid: jax.Array, coord: jax.Array, cell: jax.Array,
+              lattice: liif.Lattice | None = None, mlp_dtype: Dtype = None) -> jax.Array:
+        """RGB in [-1, 1] (B, Q, 3) at coordinates (B, Q, 2) with cells (B, Q, 2).
+
+        `grid` is the whole latent grid, or the window of it that `lattice` places; `mlp_dtype`
+        overrides the MLP's compute dtype (bf16 rendering).
+        """
         first = params["imnet"]["layers_0"]
         n_feat_in = first["kernel"].shape[0] - (4 if self.cell_decode else 2)
         w_coord = first["kernel"][n_feat_in : n_feat_in + 2]
         w_cell = first["kernel"][n_feat_in + 2 :] if self.cell_decode else None
-        mlp_rest = functools.partial(self.imnet.apply, {"params": params["imnet"]}, first_layer_done=True)
-        out = liif.query_batch(grid, coord, cell, w_coord, w_cell, first["bias"], mlp_rest, self.local_ensemble)
+        imnet = self.imnet if mlp_dtype is None else self.imnet.clone(dtype=mlp_dtype)
+        mlp_rest = functools.partial(imnet.apply, {"params": params["imnet"]}, first_layer_done=True)
+        lat = liif.lattice(grid.shape[1:3]) if lattice is None else lattice
+        out = liif.query(grid, coord, cell, lat, w_coord, w_cell, first["bias"], mlp_rest, self.local_ensemble)
         return out.astype(jnp.float32)
 
     def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
@@ -87,33 +96,44 @@ class MetaSR:
     def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
         return init_params(self.encoder, self.imnet, rng, inp_size)
 
-    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
+    def features(self, params: Params, inp: jax.Array) -> jax.Array:
         return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
 
-    def query(self, params: Params, feat: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
-        imnet = functools.partial(self.imnet.apply, {"params": params["imnet"]})
-        one = lambda f, x, c: metasr_point(f, x, c, imnet)
+    def latents(self, params: Params, feat: jax.Array) -> jax.Array:
+        """MetaSR's queries read the feature map itself."""
+        return feat
+
+    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
+        return self.features(params, inp)
+
+    def query(self, params: Params, feat: jax.Array, coord: jax.Array, cell: jax.Array,
+              lattice: liif.Lattice | None = None, mlp_dtype: Dtype = None) -> jax.Array:
+        """As `LIIF.query`: `feat` is the whole feature map or the window of it that `lattice` places."""
+        imnet = self.imnet if mlp_dtype is None else self.imnet.clone(dtype=mlp_dtype)
+        imnet = functools.partial(imnet.apply, {"params": params["imnet"]})
+        lat = liif.lattice(feat.shape[1:3]) if lattice is None else lattice
+        one = lambda f, x, c: metasr_point(f, x, c, lat, imnet)
         return jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)))(feat, coord, cell).astype(jnp.float32)
 
     def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
         return self.query(params, self.encode(params, inp), coord, cell)
 
 
-def metasr_point(feat: jax.Array, coord: jax.Array, cell: jax.Array, imnet) -> jax.Array:
-    """Official `MetaSR.query_rgb` for one query: feat (h, w, C) -> RGB (3,)."""
-    h, w, c = feat.shape
-    half = jnp.array([h / 2, w / 2], jnp.float32)
+def metasr_point(feat: jax.Array, coord: jax.Array, cell: jax.Array, lat: liif.Lattice, imnet) -> jax.Array:
+    """Official `MetaSR.query_rgb` for one query: feat (h, w, C), a window of the grid `lat`
+    describes -> RGB (3,)."""
+    c = feat.shape[-1]
+    half = lat.half
     corner = coord - cell / 2  # the query cell's top-left corner
     q = jnp.clip(corner + liif.ENSEMBLE_EPS, -liif.CLAMP, liif.CLAMP)
-    iy, ix = liif.nearest_index(q[0], h), liif.nearest_index(q[1], w)
+    index = liif.nearest_index(q, half)
     # Latent coordinates shifted to their cells' top-left corners, as the official code does.
-    seq_h = jnp.asarray(liif.coord_seq(h)) - jnp.float32(1 / h)
-    seq_w = jnp.asarray(liif.coord_seq(w)) - jnp.float32(1 / w)
-    rel = (corner - jnp.stack([seq_h[iy], seq_w[ix]])) * half
+    rel = (corner - (lat.first + lat.step * index.astype(jnp.float32) - lat.inv)) * half
     inp = jnp.stack([rel[0], rel[1], cell[0] * half[0]])
     weights = imnet(inp).reshape(c * 9, 3)
     padded = jnp.pad(feat, ((1, 1), (1, 1), (0, 0)))
-    patch = jax.lax.dynamic_slice(padded, (iy, ix, 0), (3, 3, c))  # F.unfold's 3x3 window
+    local = index - lat.origin
+    patch = jax.lax.dynamic_slice(padded, (local[0], local[1], 0), (3, 3, c))  # F.unfold's 3x3 window
     q_feat = patch.transpose(2, 0, 1).reshape(c * 9)  # channel-major, as F.unfold
     return q_feat @ weights
 

@@ -392,6 +392,21 @@ def test_center_crop_evaluates_the_middle_of_each_image(tmp_path, capsys, tiny_c
     assert_clean_error(rc, err, "--center-crop")
 
 
+def test_tiles_give_the_whole_image_psnr(tmp_path, capsys, tiny_ckpt):
+    """LR 40 x 48 in tiles of 7 pixels (a halo of 4 + 2): 4 x 5 tiles."""
+    write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8))
+    psnrs = []
+    for tile in (0, 7):
+        rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2.5", "--protocol",
+                             "plain", "--tile", tile, "--json", tmp_path / f"{tile}.json")
+        assert rc == 0, err
+        psnrs.append(json.loads((tmp_path / f"{tile}.json").read_text())["images"][0]["psnr"])
+    assert psnrs[0] == pytest.approx(psnrs[1], abs=1e-4)
+    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--protocol",
+                         "plain", "--tile", -1)
+    assert rc == 1 and "--tile" in err
+
+
 def test_protocol_defaults_to_div2k_and_a_missing_scale_is_named(tmp_path, capsys, tiny_ckpt):
     write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (36, 36, 3), dtype=np.uint8))
     rc, out, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--json", tmp_path / "r.json")

@@ -1,5 +1,6 @@
 """Rendering and the demo CLI give the official pixels, in chunks of any size."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -95,3 +96,36 @@ def test_demo_names_a_missing_image_and_a_bad_model_path(tmp_path, capsys):
     rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(tmp_path / "not_a_model"),
                     "--resolution", "4,4", "--output", str(tmp_path / "o.png")])
     assert rc == 1 and "not_a_model" in capsys.readouterr().err
+
+
+def test_demo_tiles_give_the_whole_image_png(tmp_path, capsys):
+    """`--tile 8` cuts this input into 5 x 6 tiles; the PNG is the whole-image one, byte for byte."""
+    import jax
+
+    from liif_jax.checkpoints import save_model
+    from liif_jax.configs import liif_spec
+    from liif_jax.models import build_model
+
+    spec = liif_spec("edsr-baseline", {"n_resblocks": 1, "n_feats": 8}, hidden_list=(16, 16))
+    ckpt = save_model(tmp_path / "ckpt", spec, build_model(spec).init(jax.random.key(3)))
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    outs = {}
+    for tile in (0, 8):
+        outs[tile] = tmp_path / f"out{tile}.png"
+        rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(ckpt), "--scale", "2.3",
+                        "--output", str(outs[tile]), "--tile", str(tile)])
+        assert rc == 0, capsys.readouterr().err
+    assert np.array_equal(np.asarray(Image.open(outs[0])), np.asarray(Image.open(outs[8])))
+    with pytest.raises(SystemExit):
+        demo.main(["--input", "x.png", "--model", str(ckpt), "--scale", "2", "--output", "o.png", "--tile", "-1"])
+    assert "--tile" in capsys.readouterr().err
+
+
+def test_bf16_mlp_renders_close_to_float32():
+    model, params, ref = reference.load("edsr_baseline_liif")
+    inp = reference.nhwc(ref["inp"])
+    f32 = render.render(model, params, inp, (40, 40))
+    bf16 = render.render(model, params, inp, (40, 40), mlp_dtype=jnp.bfloat16)
+    err = np.abs(bf16 - f32)
+    assert 1e-6 < err.max() < 0.05  # it ran in bf16, and bf16 has 8 mantissa bits
