@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import zipfile
-import zlib
 
 import numpy as np
 from PIL import Image

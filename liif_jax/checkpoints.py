@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from liif_jax.models import LIIF, MetaSR, Spec, build_model
+from liif_jax.models import Model, Spec, build_model
 from liif_jax.pth import OFFICIAL_SUFFIXES, CheckpointError
 from liif_jax.spec import SpecError, check_spec
 from liif_jax.state_dict import load_official
@@ -117,7 +117,7 @@ def restore_params(manager_dir: pathlib.Path, step: int, abstract_params: Any) -
     return restored[PARAMS]
 
 
-def load_model(path: str | os.PathLike, step: int | None = None, dtype=None) -> tuple[LIIF | MetaSR, Any]:
+def load_model(path: str | os.PathLike, step: int | None = None, dtype=None) -> tuple[Model, Any]:
     """(model, params) from an official `.pth` or any liif_jax checkpoint location."""
     if str(path).endswith(OFFICIAL_SUFFIXES):
         return load_official(path, dtype)

@@ -35,7 +35,7 @@ import numpy as np
 from liif_jax import cli_checks, configs, datasets, imaging, metrics, report, sources
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
-from liif_jax.models import LIIF, MetaSR
+from liif_jax.models import Model
 from liif_jax.render import CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
 
 PLOT_NAME = "psnr_vs_scale.png"
@@ -97,7 +97,7 @@ def crop_paired(lr: np.ndarray, hr: np.ndarray, scale: float) -> np.ndarray:
 
 
 def evaluate_one(
-    model: LIIF | MetaSR,
+    model: Model,
     params: Any,
     hr: np.ndarray,
     lr: np.ndarray | None,
@@ -120,7 +120,7 @@ def evaluate_one(
 
 
 def evaluate(
-    model: LIIF | MetaSR,
+    model: Model,
     params: Any,
     source: Sequence[Any],
     scales: Sequence[float],

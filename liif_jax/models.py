@@ -169,7 +169,10 @@ class FixedScaleSR:
         return self.query(params, self.encode(params, inp), coord, cell)
 
 
-def build_model(spec: Spec, dtype: Dtype = None) -> LIIF | MetaSR | FixedScaleSR:
+Model = LIIF | MetaSR | FixedScaleSR  # every model: encode once, query any coordinates
+
+
+def build_model(spec: Spec, dtype: Dtype = None) -> Model:
     """Model from an official spec dict. `dtype` is the compute dtype (e.g. bfloat16)."""
     spec = copy.deepcopy(spec)
     name, args = spec.get("name"), dict(spec.get("args", {}))
@@ -210,7 +213,7 @@ def build_model(spec: Spec, dtype: Dtype = None) -> LIIF | MetaSR | FixedScaleSR
 _ENCODER_NAMES = {"edsr-baseline": "EDSR-baseline", "edsr": "EDSR", "rdn": "RDN", "rcan": "RCAN"}
 
 
-def describe(model: LIIF | MetaSR | FixedScaleSR) -> str:
+def describe(model: Model) -> str:
     """The architecture in a few words, from the built model: 'EDSR-baseline 4x32, MLP 128x2'
     (residual blocks x features; hidden width x layers), with MetaSR and LIIF's switched-off parts."""
     enc, name = model.encoder, model.spec["args"]["encoder_spec"]["name"]

@@ -21,7 +21,7 @@ import numpy as np
 from liif_jax import liif, tiling
 from liif_jax.coords import coord_affine
 from liif_jax.layers import Dtype
-from liif_jax.models import LIIF, MetaSR
+from liif_jax.models import Model
 
 DEFAULT_BATCH_QUERIES = 30000  # the official demo's bsize: the default on accelerators
 CPU_BATCH_QUERIES = 8192  # the default on a CPU, where larger steps cost host memory, not time
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "crop"))
-def encode_tile(model: LIIF | MetaSR, params, window: jax.Array, crop_start: jax.Array, crop: tuple[int, int]):
+def encode_tile(model: Model, params, window: jax.Array, crop_start: jax.Array, crop: tuple[int, int]):
     """Latents (B, *crop, D) of the crop at `crop_start` (window pixels) of an input window."""
     feat = model.features(params, window)
     b, _, _, c = feat.shape
@@ -42,7 +42,7 @@ def encode_tile(model: LIIF | MetaSR, params, window: jax.Array, crop_start: jax
 
 @functools.partial(jax.jit, static_argnames=("model", "block", "batch_queries", "unit_range", "mlp_dtype"))
 def query_block(
-    model: LIIF | MetaSR,
+    model: Model,
     params,
     grid: jax.Array,
     lattice: liif.Lattice,
@@ -91,7 +91,7 @@ def output_geometry(out_hw: tuple[int, int]) -> np.ndarray:
     return np.array([out_hw, [fh, fw], [sh, sw], [2 / out_hw[0], 2 / out_hw[1]]], np.float32)
 
 
-def plan(model: LIIF | MetaSR, in_hw: tuple[int, int], out_hw: tuple[int, int], tile: int) -> tiling.Plan:
+def plan(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int], tile: int) -> tiling.Plan:
     """The render's tiles; says in a log line when the encoder cannot be tiled."""
     if tile > 0 and tiling.local_radius(model) is None:
         log.warning("%s encoder: features are not local (or not known to liif_jax.tiling); encoding the whole image",
@@ -100,7 +100,7 @@ def plan(model: LIIF | MetaSR, in_hw: tuple[int, int], out_hw: tuple[int, int], 
 
 
 def render(
-    model: LIIF | MetaSR,
+    model: Model,
     params,
     inp: np.ndarray,
     out_hw: tuple[int, int],
@@ -150,7 +150,7 @@ def _copy(out: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], rgb: ja
 
 
 def upscale(
-    model: LIIF | MetaSR,
+    model: Model,
     params,
     img01: np.ndarray,
     out_hw: tuple[int, int],
@@ -164,7 +164,7 @@ def upscale(
 
 
 def programs(
-    model: LIIF | MetaSR,
+    model: Model,
     params,
     in_hw: tuple[int, int],
     out_hw: tuple[int, int],

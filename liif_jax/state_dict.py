@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from liif_jax.models import LIIF, MetaSR, Spec, build_model
+from liif_jax.models import Model, Spec, build_model
 from liif_jax.pth import CheckpointError, load_pth, save_pth
 from liif_jax.spec import SpecError, check_spec
 
@@ -76,7 +76,7 @@ def _to_official(value: np.ndarray) -> np.ndarray:
     return value.T if value.ndim == 2 else value
 
 
-def params_from_state_dict(model: LIIF | MetaSR, state_dict: Mapping[str, Any], source: str = "state dict") -> Any:
+def params_from_state_dict(model: Model, state_dict: Mapping[str, Any], source: str = "state dict") -> Any:
     """Params pytree from an official state dict; names what is missing, unexpected or misshapen."""
     expected = traverse_util.flatten_dict(jax.eval_shape(model.init, jax.random.key(0)))
     got, unexpected, misshapen = {}, [], {}
@@ -113,7 +113,7 @@ def state_dict_from_params(params: Any) -> dict[str, np.ndarray]:
     return {official_name(p): _to_official(np.asarray(v)) for p, v in flat.items()}
 
 
-def official_state_dict(model: LIIF | MetaSR, params: Any) -> collections.OrderedDict[str, np.ndarray]:
+def official_state_dict(model: Model, params: Any) -> collections.OrderedDict[str, np.ndarray]:
     """The float32 state dict the official model's strict `load_state_dict` takes, mean shifts included."""
     sd = collections.OrderedDict()
     enc_spec = model.spec["args"]["encoder_spec"]
@@ -126,7 +126,7 @@ def official_state_dict(model: LIIF | MetaSR, params: Any) -> collections.Ordere
     return sd
 
 
-def save_official(path: str | os.PathLike, model: LIIF | MetaSR, params: Any) -> None:
+def save_official(path: str | os.PathLike, model: Model, params: Any) -> None:
     """Writes `{'model': {'name', 'args', 'sd'}}`, all that the official test.py and demo.py read."""
     entry = {**copy.deepcopy(model.spec), "sd": official_state_dict(model, params)}
     save_pth(path, {"model": entry})
@@ -148,7 +148,7 @@ def model_spec_of(model_entry: Mapping[str, Any], source: str) -> Spec:
     return spec
 
 
-def load_official(path: str | os.PathLike, dtype=None) -> tuple[LIIF | MetaSR, Any]:
+def load_official(path: str | os.PathLike, dtype=None) -> tuple[Model, Any]:
     """(model, params) from an official `.pth` checkpoint, honouring the model args it stores."""
     path = os.fspath(path)
     ckpt = load_pth(path)

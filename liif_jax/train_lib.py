@@ -33,7 +33,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from liif_jax import checkpoints, datasets, pipeline, run_checkpoints
-from liif_jax.models import LIIF, MetaSR, build_model, describe
+from liif_jax.models import Model, build_model, describe
 from liif_jax.spec import check_spec
 
 Batch = dict[str, Any]
@@ -74,20 +74,20 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> o
     return optax.adam(config_schedule(config, steps_per_epoch), b1=0.9, b2=0.999, eps=1e-8)
 
 
-def l1_loss(model: LIIF | MetaSR, params, batch: Batch) -> jax.Array:
+def l1_loss(model: Model, params, batch: Batch) -> jax.Array:
     """The official loss: L1 averaged over every element (nn.L1Loss)."""
     pred = model.apply(params, batch["inp"], batch["coord"], batch["cell"])
     return jnp.mean(jnp.abs(pred - batch["gt"]))
 
 
-def train_step(model: LIIF | MetaSR, tx: optax.GradientTransformation, state: TrainState, batch: Batch):
+def train_step(model: Model, tx: optax.GradientTransformation, state: TrainState, batch: Batch):
     loss, grads = jax.value_and_grad(functools.partial(l1_loss, model))(state.params, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(state.step + 1, params, opt_state), loss
 
 
-def batch_psnr(model: LIIF | MetaSR, params, batch: Batch) -> tuple[jax.Array, jax.Array]:
+def batch_psnr(model: Model, params, batch: Batch) -> tuple[jax.Array, jax.Array]:
     """The official validation metric on one batch: PSNR of clamped [0, 1] RGB over all queries
     of the examples with `weight` 1 (padding has 0), and their number."""
     pred = jnp.clip(model.apply(params, batch["inp"], batch["coord"], batch["cell"]) * 0.5 + 0.5, 0, 1)
@@ -126,7 +126,7 @@ class Steps:
     batch: NamedSharding
 
 
-def compile_steps(model: LIIF | MetaSR, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> Steps:
+def compile_steps(model: Model, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> Steps:
     repl, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P(DATA_AXIS))
     train = jax.jit(
         lambda s, b: train_step(model, tx, s, b),
@@ -281,7 +281,7 @@ def evaluate_val(steps: Steps, params, val_ds) -> float:
     return total / max(n, 1.0)
 
 
-def final_evaluation(config: ml_collections.ConfigDict, model: LIIF | MetaSR, params, workdir: pathlib.Path) -> None:
+def final_evaluation(config: ml_collections.ConfigDict, model: Model, params, workdir: pathlib.Path) -> None:
     """The paper's protocol (LIIF vs bicubic per scale) on held-out images, if the config asks.
 
     Prints the table and where the run is, and writes `final_eval.json`; `config.final_eval` holds

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from liif_jax.models import LIIF, MetaSR
+from liif_jax.models import Model
 from liif_jax.render import DEFAULT_BATCH_QUERIES
 
 ANIMATION_SUFFIXES = (".gif", ".webp")
@@ -46,17 +46,17 @@ def frame_queries(in_hw: tuple[int, int], frame_hw: tuple[int, int], zoom: float
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _encode(model: LIIF | MetaSR, params, inp: jax.Array) -> jax.Array:
+def _encode(model: Model, params, inp: jax.Array) -> jax.Array:
     return model.encode(params, inp)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _query(model: LIIF | MetaSR, params, grid: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
+def _query(model: Model, params, grid: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
     rgb = model.query(params, grid, coord[None], jnp.broadcast_to(cell, coord.shape)[None])[0]
     return jnp.clip(rgb * 0.5 + 0.5, 0, 1)
 
 
-def render_frame(model: LIIF | MetaSR, params, grid: jax.Array, in_hw: tuple[int, int], frame_hw: tuple[int, int],
+def render_frame(model: Model, params, grid: jax.Array, in_hw: tuple[int, int], frame_hw: tuple[int, int],
                  zoom: float, batch_queries: int = DEFAULT_BATCH_QUERIES) -> np.ndarray:
     """One frame (fh, fw, 3) in [0, 1] from the encoded input `grid`, in chunks of one shape
     (the last is padded) so that one compiled query serves every frame."""
@@ -67,7 +67,7 @@ def render_frame(model: LIIF | MetaSR, params, grid: jax.Array, in_hw: tuple[int
     return np.concatenate([np.asarray(c) for c in chunks])[:total].reshape(*frame_hw, 3)
 
 
-def render_zoom(model: LIIF | MetaSR, params, img01: np.ndarray, frames: int, scale: float,
+def render_zoom(model: Model, params, img01: np.ndarray, frames: int, scale: float,
                 frame_hw: tuple[int, int] | None = None, batch_queries: int = DEFAULT_BATCH_QUERIES) -> Iterator[np.ndarray]:
     """Frames (float [0, 1], `frame_hw`, default the input size) zooming from x1 to x`scale`."""
     in_hw = img01.shape[:2]
@@ -90,7 +90,7 @@ def write_animation(path: str | os.PathLike, frames: list[np.ndarray]) -> None:
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
 
 
-def save_zoom(model: LIIF | MetaSR, params, img01: np.ndarray, path: str | os.PathLike, frames: int, scale: float,
+def save_zoom(model: Model, params, img01: np.ndarray, path: str | os.PathLike, frames: int, scale: float,
               frame_hw: tuple[int, int] | None = None, batch_queries: int = DEFAULT_BATCH_QUERIES,
               report: Callable[[str], None] = lambda line: None) -> None:
     """Renders the zoom, reporting a progress bar line after each frame, and writes it to `path`."""

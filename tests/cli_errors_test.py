@@ -2,7 +2,6 @@
 the model given to the early checks below does not exist, so an error naming anything else shows
 that it came before the model was loaded."""
 
-import collections
 import json
 import pathlib
 import shutil

@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import REPO, load_module
 from liif_jax import checkpoints, train_lib
-from liif_jax.configs import base_config, downsampled, liif_spec
+from liif_jax.configs import base_config, liif_spec
 from liif_jax.models import build_model, describe
 
 SHIPPED = REPO / "experiments" / "pretrained" / "edsr-baseline-liif"
