@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from liif_jax import liif
 from liif_jax.encoders import make_encoder
@@ -154,13 +155,24 @@ class FixedScaleSR:
     def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
         return {"encoder": self.encoder.init(rng, jnp.zeros((1, inp_size, inp_size, 3), jnp.float32))["params"]}
 
-    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
+    def features(self, params: Params, inp: jax.Array) -> jax.Array:
+        """The upsampled map (B, h * s, w * s, 3)."""
         return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
 
-    def query(self, params: Params, upsampled: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
-        del params, cell
+    def latents(self, params: Params, feat: jax.Array) -> jax.Array:
+        """Queries read the upsampled map itself."""
+        return feat
+
+    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
+        return self.features(params, inp)
+
+    def query(self, params: Params, upsampled: jax.Array, coord: jax.Array, cell: jax.Array,
+              lattice: liif.Lattice | None = None, mlp_dtype: Dtype = None) -> jax.Array:
+        """The nearest pixel of the whole upsampled map (never tiled: see `tiling.plan`)."""
+        del params, cell, lattice, mlp_dtype
         h, w = upsampled.shape[1:3]
-        iy, ix = liif.nearest_index(coord[..., 0], h), liif.nearest_index(coord[..., 1], w)
+        iy = liif.nearest_index(coord[..., 0], np.float32(h / 2))
+        ix = liif.nearest_index(coord[..., 1], np.float32(w / 2))
         inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
         pick = jax.vmap(lambda img, y, x: img[y, x])(upsampled, jnp.clip(iy, 0, h - 1), jnp.clip(ix, 0, w - 1))
         return jnp.where(inside[..., None], pick, 0.0)

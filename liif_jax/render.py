@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 def encode_tile(model: Model, params, window: jax.Array, crop_start: jax.Array, crop: tuple[int, int]):
     """Latents (B, *crop, D) of the crop at `crop_start` (window pixels) of an input window."""
     feat = model.features(params, window)
-    b, _, _, c = feat.shape
-    feat = jax.lax.dynamic_slice(feat, (0, crop_start[0], crop_start[1], 0), (b, *crop, c))
+    b, fh, _, c = feat.shape
+    f = fh // window.shape[1]  # 1, or the scale of an upsampling encoder (`FixedScaleSR`)
+    feat = jax.lax.dynamic_slice(feat, (0, crop_start[0] * f, crop_start[1] * f, 0), (b, crop[0] * f, crop[1] * f, c))
     return model.latents(params, feat)
 
 

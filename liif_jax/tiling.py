@@ -124,10 +124,10 @@ def plan(model, in_hw: tuple[int, int], out_hw: tuple[int, int], tile: int, max_
     Encoders whose radius is unknown (`encoder_radius` None) get one tile, the whole image.
     """
     radius = local_radius(model)
-    if radius is None:
-        tile = 0
+    if radius is None:  # one tile, every latent kept: the query reads the encoder's whole output
+        return Plan(*(Axis(n, n, min(max_block, n_out), (0,), (0,), ((0, n_out),)) for n, n_out in zip(in_hw, out_hw)))
     axes = [
-        plan_axis(n, n_out, tile, radius or 0, query_offsets(model, n, n_out), max_block)
+        plan_axis(n, n_out, tile, radius, query_offsets(model, n, n_out), max_block)
         for n, n_out in zip(in_hw, out_hw)
     ]
     return Plan(*axes)
