@@ -17,6 +17,7 @@ import contextlib
 import math
 import os
 import pathlib
+import threading
 import warnings
 from typing import Iterator
 
@@ -28,6 +29,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS_TEXT = "PNG, JPEG, BMP, TIFF or WebP"
 DEFAULT_MAX_PIXELS = 1 << 27  # 134 megapixels: a 4K frame at scale 4 fits; 400 MB decoded
 _max_pixels = DEFAULT_MAX_PIXELS
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 class ImageError(ValueError):
@@ -40,6 +42,8 @@ def set_max_pixels(limit: int) -> None:
     if type(limit) is not int or limit <= 0:
         raise ValueError(f"--max-pixels must be a positive integer, got {limit!r}")
     _max_pixels = limit
+    if Image.MAX_IMAGE_PIXELS is not None:  # PIL's own check (TIFF tiles, while decoding) moves up with it
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, limit)
 
 
 def max_pixels() -> int:
@@ -61,16 +65,17 @@ def _open(path: str | os.PathLike) -> Iterator[Image.Image]:
     where = os.fspath(path)
     if not os.path.isfile(path):  # one missing file: no advice about folders
         raise ImageError(f"no such image file: {where!r}")
-    saved = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = None  # opening reads the header only; its size is checked below
-        with Image.open(path, formats=list(FORMATS)) as img:
-            # PIL's own check (of TIFF tiles, while decoding) stays, moved up to a raised --max-pixels.
-            Image.MAX_IMAGE_PIXELS = None if saved is None else max(saved, _max_pixels)
+        with _PIL_LIMIT_LOCK:  # threads open images at once: the swap of PIL's global is never interleaved
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the header only; checked below
+            try:
+                opened = Image.open(path, formats=list(FORMATS))
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        with warnings.catch_warnings(), opened as img:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             check_pixels(img.height, img.width, f"image {where!r}")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                yield img
+            yield img
     except ImageError:
         raise
     except Image.DecompressionBombError as err:
@@ -80,8 +85,6 @@ def _open(path: str | os.PathLike) -> Iterator[Image.Image]:
             f"cannot read image {where!r}: {err}. Check that the file exists and is a complete {FORMATS_TEXT} "
             "image (other formats are refused whatever the file name says); re-extract it or remove it from the folder."
         ) from err
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
 
 
 def read_size(path: str | os.PathLike) -> tuple[int, int]:

@@ -84,12 +84,24 @@ def test_pixel_limit_is_checked_from_the_header(tmp_path, monkeypatch):
 def test_a_raised_limit_goes_past_pils_own_bomb_check(tmp_path, monkeypatch):
     big = tmp_path / "big.png"
     big.write_bytes(_png_header(20_000, 10_000))  # 2e8 pixels: PIL alone refuses above 1.79e8
-    default = Image.MAX_IMAGE_PIXELS
-    with pytest.raises(Image.DecompressionBombError):
-        Image.open(big)
-    monkeypatch.setattr(imaging, "_max_pixels", 300_000_000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # both restored after the test
+    monkeypatch.setattr(imaging, "_max_pixels", imaging.DEFAULT_MAX_PIXELS)
+    with pytest.raises(imaging.ImageError, match="--max-pixels"):
+        imaging.read_size(big)
+    imaging.set_max_pixels(300_000_000)
     assert imaging.read_size(big) == (10_000, 20_000)
-    assert Image.MAX_IMAGE_PIXELS == default
+
+
+def test_images_opened_by_many_threads_leave_pils_limit_as_it_was(tmp_path, monkeypatch):
+    """Data pipelines open images on several threads at once; PIL's global limit must survive that."""
+    import concurrent.futures
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    before = Image.MAX_IMAGE_PIXELS
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: imaging.load_rgb(tmp_path / "a.png"), range(400)))
+    assert Image.MAX_IMAGE_PIXELS == before
 
 
 def test_exif_orientation_is_not_applied_as_in_the_official_loader(tmp_path):
