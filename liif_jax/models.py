@@ -35,8 +35,30 @@ def init_params(encoder: nn.Module, imnet: liif.MLP, rng: jax.Array, inp_size: i
     return {"encoder": enc, "imnet": mlp}
 
 
+class EncodeQuery:
+    """What every model shares: `encode` = `latents` of the encoder's `features`, then `query`
+    any coordinates of it. `latents` is the feature map itself unless a model says otherwise
+    (LIIF applies its first MLP layer there)."""
+
+    encoder: nn.Module
+
+    def features(self, params: Params, inp: jax.Array) -> jax.Array:
+        """Encoder output (B, h, w, C) of images in [-1, 1] (B, h, w, 3); an upsampling encoder's
+        map is larger (the fixed-scale baselines)."""
+        return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
+
+    def latents(self, params: Params, feat: jax.Array) -> jax.Array:
+        return feat
+
+    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
+        return self.latents(params, self.features(params, inp))
+
+    def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
+        return self.query(params, self.encode(params, inp), coord, cell)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
-class LIIF:
+class LIIF(EncodeQuery):
     """LIIF with feature unfolding, local ensemble and cell decoding each switchable."""
 
     spec: Spec
@@ -50,19 +72,12 @@ class LIIF:
     def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
         return init_params(self.encoder, self.imnet, rng, inp_size)
 
-    def features(self, params: Params, inp: jax.Array) -> jax.Array:
-        """Encoder feature map (B, h, w, C) of images in [-1, 1] (B, h, w, 3)."""
-        return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
-
     def latents(self, params: Params, feat: jax.Array) -> jax.Array:
         """Latent grid: the first MLP layer's feature term at every latent (B, h, w, hidden)."""
         w_feat, _, _ = liif.first_layer_split(
             params["imnet"]["layers_0"]["kernel"], feat.shape[-1], self.feat_unfold
         )
         return liif.latent_grid(w_feat, feat, self.dtype)
-
-    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
-        return self.latents(params, self.features(params, inp))
 
     def query(self, params: Params, grid: jax.Array, coord: jax.Array, cell: jax.Array,
               lattice: liif.Lattice | None = None, mlp_dtype: Dtype = None) -> jax.Array:
@@ -81,12 +96,9 @@ class LIIF:
         out = liif.query(grid, coord, cell, lat, w_coord, w_cell, first["bias"], mlp_rest, self.local_ensemble)
         return out.astype(jnp.float32)
 
-    def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
-        return self.query(params, self.encode(params, inp), coord, cell)
-
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
-class MetaSR:
+class MetaSR(EncodeQuery):
     """The MetaSR baseline of the LIIF paper: an MLP predicts per-query 3x3 filter weights."""
 
     spec: Spec
@@ -97,16 +109,6 @@ class MetaSR:
     def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
         return init_params(self.encoder, self.imnet, rng, inp_size)
 
-    def features(self, params: Params, inp: jax.Array) -> jax.Array:
-        return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
-
-    def latents(self, params: Params, feat: jax.Array) -> jax.Array:
-        """MetaSR's queries read the feature map itself."""
-        return feat
-
-    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
-        return self.features(params, inp)
-
     def query(self, params: Params, feat: jax.Array, coord: jax.Array, cell: jax.Array,
               lattice: liif.Lattice | None = None, mlp_dtype: Dtype = None) -> jax.Array:
         """As `LIIF.query`: `feat` is the whole feature map or the window of it that `lattice` places."""
@@ -115,9 +117,6 @@ class MetaSR:
         lat = liif.lattice(feat.shape[1:3]) if lattice is None else lattice
         one = lambda f, x, c: metasr_point(f, x, c, lat, imnet)
         return jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)))(feat, coord, cell).astype(jnp.float32)
-
-    def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
-        return self.query(params, self.encode(params, inp), coord, cell)
 
 
 def metasr_point(feat: jax.Array, coord: jax.Array, cell: jax.Array, lat: liif.Lattice, imnet) -> jax.Array:
@@ -140,7 +139,7 @@ def metasr_point(feat: jax.Array, coord: jax.Array, cell: jax.Array, lat: liif.L
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
-class FixedScaleSR:
+class FixedScaleSR(EncodeQuery):
     """The paper's fixed-scale baselines: the official `liif` model without `imnet_spec`.
 
     The encoder ends with its upsampling tail, so `encode` returns the upsampled RGB map
@@ -155,17 +154,6 @@ class FixedScaleSR:
     def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
         return {"encoder": self.encoder.init(rng, jnp.zeros((1, inp_size, inp_size, 3), jnp.float32))["params"]}
 
-    def features(self, params: Params, inp: jax.Array) -> jax.Array:
-        """The upsampled map (B, h * s, w * s, 3)."""
-        return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
-
-    def latents(self, params: Params, feat: jax.Array) -> jax.Array:
-        """Queries read the upsampled map itself."""
-        return feat
-
-    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
-        return self.features(params, inp)
-
     def query(self, params: Params, upsampled: jax.Array, coord: jax.Array, cell: jax.Array,
               lattice: liif.Lattice | None = None, mlp_dtype: Dtype = None) -> jax.Array:
         """The nearest pixel of the whole upsampled map (never tiled: see `tiling.plan`)."""
@@ -176,9 +164,6 @@ class FixedScaleSR:
         inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
         pick = jax.vmap(lambda img, y, x: img[y, x])(upsampled, jnp.clip(iy, 0, h - 1), jnp.clip(ix, 0, w - 1))
         return jnp.where(inside[..., None], pick, 0.0)
-
-    def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
-        return self.query(params, self.encode(params, inp), coord, cell)
 
 
 Model = LIIF | MetaSR | FixedScaleSR  # every model: encode once, query any coordinates
