@@ -36,7 +36,7 @@ from liif_jax import cli_checks, configs, datasets, imaging, metrics, report, so
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import Model
-from liif_jax.render import CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
+from liif_jax.render import CPU_BATCH_QUERIES, DECODERS, DEFAULT_BATCH_QUERIES, resolve_decoder, upscale
 
 PLOT_NAME = "psnr_vs_scale.png"
 
@@ -104,14 +104,15 @@ def evaluate_one(
     scale: float,
     protocol: metrics.Protocol,
     batch_queries: int | None = None,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
+    decoder: str | None = None,
 ) -> Outcome:
     """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`."""
     if lr is None:
         lr, hr = downsample(hr, scale)
     else:
         hr = crop_paired(lr, hr, scale)
-    pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile)
+    pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile, decoder=decoder)
     bicubic = report.bicubic_upsample(lr, hr.shape[:2])
     gt = to_float01(hr)
     return Outcome(
@@ -130,7 +131,8 @@ def evaluate(
     progress: bool = True,
     names: Sequence[str] | None = None,
     on_result: Callable[[list[report.ImageResult]], None] | None = None,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
+    decoder: str | None = None,
 ) -> list[report.ImageResult]:
     """Per-image results of every image of `source` at every scale, image-major.
 
@@ -155,7 +157,7 @@ def evaluate(
         for scale in scales:
             start = time.perf_counter()
             try:
-                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile)
+                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile, decoder)
             except ValueError as err:
                 raise ImageError(f"{where} at scale {scale:g}: {err}") from err
             results.append(report.ImageResult(name, scale, outcome.psnr, outcome.bicubic_psnr))
@@ -337,9 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-queries", type=int, help=f"queries per decoder step (default {DEFAULT_BATCH_QUERIES}, {CPU_BATCH_QUERIES} on a CPU, or the config's eval_bsize)"
     )
     parser.add_argument(
-        "--tile", type=int, default=DEFAULT_TILE,
-        help=f"input pixels per tile side (bounds memory; 0: whole images; default {DEFAULT_TILE})",
+        "--tile", type=int, default=None,
+        help="input pixels per tile side (0: whole images; default: the largest that fits the render's memory "
+        "budget, see liif_jax.memory; a fixed tile compiles once for images of every size)",
     )
+    parser.add_argument("--decoder", choices=DECODERS, help="xla, or pallas: the fused query kernel "
+                        "(default: pallas on GPUs for the LIIF models it runs, xla elsewhere)")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument(
         "--save-images", metavar="DIR", help="write bicubic / LIIF / ground-truth crops (and a plot) here"
@@ -390,16 +395,17 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
     batch_queries = batch_queries if args.batch_queries is None else args.batch_queries
     if batch_queries is not None and batch_queries <= 0:
         raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
-    if args.tile < 0:
+    if args.tile is not None and args.tile < 0:
         raise ValueError(f"--tile must be 0 (whole images) or positive, got {args.tile}")
     cli_checks.check_image_headers(source)
     model, params = load_model(args.model, args.step)
+    resolve_decoder(model, args.decoder)
     print(f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
           f"{protocol!r}", flush=True)
     own_sink = sink is None
     sink = sink or JsonSink(args.json)
     results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names,
-                       on_result=sink, tile=args.tile)
+                       on_result=sink, tile=args.tile, decoder=args.decoder)
     if own_sink and sink.error is not None:
         raise sink.error
     return results
