@@ -42,7 +42,7 @@ _CHUNKS = (64, 32, 16)
 
 def supports(widths: Sequence[int], n_neighbours: int) -> bool:
     """Whether the kernel runs an MLP whose table and hidden layers have these widths."""
-    return all(w % _CHUNKS[-1] == 0 for w in widths) and BLOCK_ROWS % n_neighbours == 0
+    return all(w % _CHUNKS[-1] == 0 for w in widths) and n_neighbours in (1, 2, 4)
 
 
 def _chunk(widths: Sequence[int]) -> int:
@@ -141,7 +141,7 @@ def _gpu_precision(compute_dtype) -> jax.lax.Precision | jax.lax.DotAlgorithmPre
 
 def ensemble_mlp(table: jax.Array, index: jax.Array, terms: jax.Array, weights: jax.Array, w_terms: jax.Array,
                  b0: jax.Array, layers: Sequence[Layer], n_valid: jax.Array | None = None,
-                 compute_dtype=None, block_rows: int = BLOCK_ROWS, num_warps: int = NUM_WARPS) -> jax.Array:
+                 compute_dtype=None, block_rows: int | None = None, num_warps: int | None = None) -> jax.Array:
     """out (out_dim, Q) float32, as the module docstring's sum.
 
     table (N, D) float32 rows; index (n, Q) int32 rows of the table per neighbour; terms (n, E, Q)
@@ -149,11 +149,14 @@ def ensemble_mlp(table: jax.Array, index: jax.Array, terms: jax.Array, weights: 
     (D_i, D_i+1) and the last (D_last, out_dim), each with its bias. `n_valid` (int32 scalar):
     only the first n_valid queries are computed (the rest of the output is undefined).
     `compute_dtype` (e.g. bfloat16): the hidden layers' matmul inputs (float32 accumulation).
+    `block_rows`, `num_warps`: the GPU kernel's block (default `BLOCK_ROWS`, `NUM_WARPS`).
     """
+    block_rows, num_warps = block_rows or BLOCK_ROWS, num_warps or NUM_WARPS
     n_nb, q = index.shape
     widths = (table.shape[1], *(w.shape[1] for w, _ in layers[:-1]))
-    if not supports(widths, n_nb):
-        raise ValueError(f"ensemble_mlp: widths {widths} must be multiples of 16, {n_nb} neighbours must divide {block_rows}")
+    if not supports(widths, n_nb) or block_rows < 16 or block_rows & (block_rows - 1):
+        raise ValueError(f"ensemble_mlp: widths {widths} must be multiples of 16, 1, 2 or 4 neighbours "
+                         f"(got {n_nb}), block_rows a power of two >= 16 (got {block_rows})")
     compute_dtype = jnp.dtype(compute_dtype or jnp.float32)
     queries = block_rows // n_nb
     pad = -q % queries

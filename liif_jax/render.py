@@ -33,7 +33,7 @@ from liif_jax.models import Model
 DEFAULT_BATCH_QUERIES = 30000  # the official demo's bsize: the default on accelerators
 CPU_BATCH_QUERIES = 8192  # the default on a CPU, where larger steps cost host memory, not time
 DECODERS = ("xla", "pallas")
-MAX_BLOCK = {"xla": 512, "pallas": 1024}  # output pixels per side of one query program
+MAX_BLOCK = {"xla": 512, "pallas": 2048}  # output pixels per side of one query program
 MIN_TILE = 32  # the smallest tile `choose_tile` tries
 
 log = logging.getLogger(__name__)
