@@ -94,7 +94,7 @@ def config_file_argument(value: str) -> str:
     `X.yaml` -> `liif_jax/configs.py:X.yaml` (which converts the official YAML), a path unchanged."""
     if value.endswith((".yaml", ".yml")):
         return f"{_CONFIGS_PY}:{value}"
-    if shipped.is_config_name(value) and not pathlib.Path(value).exists():
+    if shipped.is_config_name(value) and not pathlib.Path(value).is_file():
         return str(shipped.config_path(value))
     return value
 

@@ -4,6 +4,7 @@ In a clone the names point into `experiments/`; tests/package_test.py checks the
 installed wheel.
 """
 
+import pathlib
 import subprocess
 import sys
 import warnings
@@ -11,10 +12,12 @@ import warnings
 import jax
 import numpy as np
 import pytest
+import skimage.data
 from PIL import Image
 
 from conftest import REPO
-from liif_jax import checkpoints, demo, shipped
+from liif_jax import checkpoints, convert, demo, evaluate, shipped
+from liif_jax.pth import load_pth
 from liif_jax.models import describe
 
 with warnings.catch_warnings():  # defining --config, ml_collections loads its default with load_module()
@@ -66,3 +69,13 @@ def test_an_unknown_shipped_model_is_named_with_the_ones_there_are(tmp_path, cap
     assert demo.main([*flags, "--model", "pretrained:edsr"]) == 1
     assert capsys.readouterr().err == "error: pretrained:edsr: no such shipped model (shipped: pretrained:edsr-baseline-liif)\n"
     assert shipped.model_path("runs/pretrained:x") == "runs/pretrained:x"  # a path, not a name
+
+
+def test_evaluate_and_convert_take_the_shipped_model_by_name(tmp_path, capsys):
+    photo = np.asarray(Image.open(pathlib.Path(skimage.data.__file__).parent / "chelsea.png").convert("RGB"))
+    (tmp_path / "hr").mkdir()
+    Image.fromarray(photo[100:148, 150:198]).save(tmp_path / "hr" / "cat.png")
+    assert evaluate.main(["--model", "pretrained:edsr-baseline-liif", "--hr-dir", str(tmp_path / "hr"), "--scale", "2"]) == 0
+    assert "| x2 |" in capsys.readouterr().out
+    assert convert.main(["pretrained:edsr-baseline-liif", str(tmp_path / "shipped.pth")]) == 0
+    assert load_pth(tmp_path / "shipped.pth")["model"]["name"] == "liif"
