@@ -74,7 +74,7 @@ def test_the_wheel_holds_the_modules_the_configs_and_the_shipped_model_and_nothi
         names = set(z.namelist())
         dist_info = f"liif_jax-{liif_jax.__version__}.dist-info/"
         assert {n.removeprefix(dist_info) for n in names if n.startswith(dist_info)} == DIST_INFO
-        modules = {f"liif_jax/{p.name}" for p in (REPO / "liif_jax").glob("*.py")}
+        modules = {p.relative_to(REPO).as_posix() for p in (REPO / "liif_jax").rglob("*.py") if "__pycache__" not in p.parts}
         shipped = shipped_files()
         assert {n for n in names if not n.startswith(dist_info)} == modules | set(shipped)
         for name, path in shipped.items():  # the same bytes: experiments/ is the one copy
