@@ -7,8 +7,8 @@ would run: compile time, memory against the chip's, kernels, FLOPs and HBM bytes
 (`liif_jax.hlo_stats`) and an estimated time. Run with `JAX_PLATFORMS=cpu`; nothing is executed.
 
 TPU targets need libtpu (`pip install -e ".[aot-tpu]"`); GPU targets need the CUDA plugin
-(`pip install -e ".[aot-gpu]"`) and a `GpuTargetConfigProto` text file describing the GPU (the
-clone's `experiments/targets/`). Neither is imported until a target asks for it.
+(`pip install -e ".[aot-gpu]"`) and a `GpuTargetConfigProto` text file describing the GPU
+(`experiments/targets/`, shipped in the wheel). Neither is imported until a target asks for it.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from liif_jax import hlo_stats, render, train_lib
+from liif_jax import hlo_stats, render, shipped, train_lib
 from liif_jax.models import Model, build_model
 
 GIB = 2**30
-TARGETS_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "targets"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +45,7 @@ class Target:
     hbm_bandwidth: float  # bytes/s per chip
     peak_flops: dict[str, float]  # per chip, by `hlo_stats.Kernel.flops_class`
     description: str
-    config_file: str | None = None  # GPU: GpuTargetConfigProto text in experiments/targets/
+    config_file: str | None = None  # GPU: its GpuTargetConfigProto text, shipped from experiments/targets/
 
     @property
     def extra(self) -> str:
@@ -117,10 +116,10 @@ def devices(name: str | Target, gpu_config: str | os.PathLike | None = None) -> 
         import jax_plugins.xla_cuda12  # noqa: F401  (the plugin registers the "cuda" platform)
     except ImportError:
         raise _missing(t, "the CUDA plugin") from None
-    path = pathlib.Path(gpu_config) if gpu_config is not None else TARGETS_DIR / t.config_file
+    path = pathlib.Path(gpu_config) if gpu_config is not None else shipped.root() / "targets" / t.config_file
     if not path.is_file():
         raise FileNotFoundError(f"{path}: GPU target description (GpuTargetConfigProto text) not found; "
-                                f"pass gpu_config= (experiments/targets/ of a liif_jax clone has {t.config_file})")
+                                f"pass gpu_config= (liif_jax ships {t.config_file} in experiments/targets/)")
     return list(topologies.get_topology_desc(topology_name="", platform="cuda", target_config=path.read_text(),
                                              topology=t.topology).devices)
 
@@ -134,8 +133,15 @@ def _with_sharding(tree: Any, sharding: jax.sharding.Sharding) -> Any:
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
 
 
-def _precision(precision: str | None) -> contextlib.AbstractContextManager:
-    return jax.default_matmul_precision(precision) if precision else contextlib.nullcontext()
+@contextlib.contextmanager
+def lowering(devs: list[jax.Device], precision: str | None = None):
+    """The context to lower a program for compile-only devices in: their abstract mesh (which
+    Pallas needs to know the chip it compiles for) and, if given, a matmul precision."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(jax.sharding.use_abstract_mesh(mesh(devs).abstract_mesh))
+        if precision:
+            stack.enter_context(jax.default_matmul_precision(precision))
+        yield
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +182,7 @@ def train_step(config: ml_collections.ConfigDict, devs: list[jax.Device], inp_hw
         return train_lib.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
 
     state = _with_sharding(jax.eval_shape(init_state), steps.replicated)
-    with _precision(precision):
+    with lowering(devs, precision):
         return steps.train.lower(state, _with_sharding(batch, steps.batch))
 
 
@@ -186,7 +192,7 @@ def render_programs(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int
     kwargs: `tile`, `batch_queries`, `batch`, `unit_range`, `mlp_dtype` as `render.programs`."""
     params = _with_sharding(jax.eval_shape(lambda: model.init(jax.random.key(0))), jax.sharding.SingleDeviceSharding(device))
     kwargs.setdefault("batch_queries", render.DEFAULT_BATCH_QUERIES)  # an accelerator's default
-    with _precision(precision):
+    with lowering([device], precision):
         lowered = render.programs(model, params, in_hw, out_hw, **kwargs)
     runs = render.program_runs(model, in_hw, out_hw, kwargs.get("tile", render.DEFAULT_TILE))
     return {name: (low, runs[name]) for name, low in lowered.items()}

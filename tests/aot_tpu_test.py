@@ -131,3 +131,22 @@ def test_a_program_too_big_for_the_chip_is_reported_as_not_fitting(v5e1):
     tiny_chip = dataclasses.replace(aot.target("v5e-1"), name="v5e-1 with 1 MiB", memory_bytes=2**20)
     report = aot.read(jax.jit(lambda x: x * 2).lower(small), tiny_chip)
     assert report.memory is not None and report.total_bytes > 2**20 and not report.fits
+
+
+def test_a_pallas_kernel_compiles_for_the_tpu_and_counts_as_one_opaque_kernel(v5e1):
+    """Lowered in `aot.lowering` (the abstract mesh tells Pallas which chip), a Mosaic kernel
+    compiles deviceless; `hlo_stats` sees one custom call that reads and writes its 64x128 floats."""
+    from jax.experimental import pallas as pl
+
+    def double_plus_one(x_ref, o_ref):
+        o_ref[...] = x_ref[...] * 2.0 + 1.0
+
+    block = pl.BlockSpec((8, 128), lambda i: (i, 0))
+    f = lambda x: pl.pallas_call(double_plus_one, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype), grid=(8,),
+                                 in_specs=[block], out_specs=block)(x)
+    x = jax.ShapeDtypeStruct((64, 128), jnp.float32, sharding=jax.sharding.SingleDeviceSharding(v5e1[0]))
+    with aot.lowering(v5e1):
+        report = aot.read(jax.jit(f).lower(x), "v5e-1")
+    assert report.fits
+    [kernel] = [k for k in report.stats.kernels if k.kind == "custom-call"]
+    assert kernel.opaque and kernel.launches == 1 and kernel.bytes == 2 * 64 * 128 * 4
