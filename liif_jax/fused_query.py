@@ -45,6 +45,13 @@ def supports(widths: Sequence[int], n_neighbours: int) -> bool:
     return all(w % _CHUNKS[-1] == 0 for w in widths) and n_neighbours in (1, 2, 4)
 
 
+def flops(widths: Sequence[int], out_dim: int, n_terms: int, n_neighbours: int) -> int:
+    """Multiply-add FLOPs (2 per multiply-add) of one query: per neighbour, the terms' product,
+    the hidden layers (`widths`: the table's, then each hidden layer's) and the last layer."""
+    per_row = 2 * n_terms * widths[0] + sum(2 * a * b for a, b in zip(widths, widths[1:])) + 2 * widths[-1] * out_dim
+    return n_neighbours * per_row
+
+
 def _chunk(widths: Sequence[int]) -> int:
     return next(c for c in _CHUNKS if all(w % c == 0 for w in widths))
 

@@ -37,16 +37,18 @@ def device_memory(device: jax.Device | None = None) -> int:
     accelerator, the host's memory on a CPU."""
     device = device or jax.devices()[0]
     if device.platform != "cpu" and device not in jax.devices():
-        raise ValueError(f"{device.device_kind} is a compile-only device: its memory is not known here; give the budget")
+        raise ValueError(f"{device.device_kind} is a compile-only device: its memory is not known here; give the "
+                         "render a tile, or its memory (liif_jax.aot.render_programs(memory_bytes=...))")
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"])
     return host_memory()
 
 
-def render_budget(device: jax.Device | None = None) -> int:
-    """Bytes a render's programs may use at once on `device` (see the module docstring)."""
-    return min(int(RENDER_SHARE * device_memory(device)), RENDER_MAX_BYTES)
+def render_budget(device: jax.Device | None = None, memory_bytes: int | None = None) -> int:
+    """Bytes a render's programs may use at once on `device`, or on a device of `memory_bytes`
+    (see the module docstring)."""
+    return min(int(RENDER_SHARE * (memory_bytes or device_memory(device))), RENDER_MAX_BYTES)
 
 
 def program_bytes(compiled: jax.stages.Compiled) -> int:

@@ -16,7 +16,6 @@ Either way an edge block computes its own pixels only (up to one partial chunk o
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
@@ -223,22 +222,21 @@ def programs(
 ) -> dict[str, jax.stages.Lowered]:
     """The render's two programs (encode a tile, query a block), lowered for their shapes without
     running them: for compiling ahead of time and for their `memory_analysis()`. They are lowered
-    for the device that `params` are on (a compile-only device compiles for its target), with that
-    device's default `decoder`. `program_runs` says how many times a render runs each."""
+    for the device that `params` are on, with that device's default `decoder` (a compile-only
+    device compiles for its target: lower inside `liif_jax.aot.lowering`, which names it for
+    Pallas). `program_runs` says how many times a render runs each."""
     device = _device(params)
     decoder = resolve_decoder(model, decoder, device.platform)
     p = plan(model, in_hw, out_hw, tile, decoder)
     batch_queries = default_batch_queries() if batch_queries is None else batch_queries
     spec = lambda shape, dtype=jnp.float32: jax.ShapeDtypeStruct(shape, dtype)
     window = spec((batch, p.rows.window, p.cols.window, 3))
-    with _compile_only_gpu(device):
-        encode = encode_tile.lower(model, params, window, spec((2,), jnp.int32), (p.rows.crop, p.cols.crop))
-        grid = jax.eval_shape(lambda q, x, s: encode_tile(model, q, x, s, (p.rows.crop, p.cols.crop)),
-                              params, window, spec((2,), jnp.int32))
-        lattice = jax.tree.map(lambda a: spec(a.shape, a.dtype), liif.lattice(in_hw))
-        query = query_block.lower(model, params, grid, lattice, spec((4, 2)), spec((2,), jnp.int32),
-                                  spec((2,), jnp.int32), (p.rows.block, p.cols.block), batch_queries, unit_range,
-                                  mlp_dtype, decoder)
+    encode = encode_tile.lower(model, params, window, spec((2,), jnp.int32), (p.rows.crop, p.cols.crop))
+    grid = jax.eval_shape(lambda q, x, s: encode_tile(model, q, x, s, (p.rows.crop, p.cols.crop)),
+                          params, window, spec((2,), jnp.int32))
+    lattice = jax.tree.map(lambda a: spec(a.shape, a.dtype), liif.lattice(in_hw))
+    query = query_block.lower(model, params, grid, lattice, spec((4, 2)), spec((2,), jnp.int32), spec((2,), jnp.int32),
+                              (p.rows.block, p.cols.block), batch_queries, unit_range, mlp_dtype, decoder)
     return {"encode_tile": encode, "query_block": query}
 
 
@@ -255,15 +253,6 @@ def _device(params) -> jax.Device:
     """The device `params` are on (or placed on, for shapes with a sharding); the default one otherwise."""
     sharding = getattr(jax.tree.leaves(params)[0], "sharding", None)
     return min(sharding.device_set, key=lambda d: d.id) if sharding is not None else jax.devices()[0]
-
-
-def _compile_only_gpu(device: jax.Device) -> contextlib.AbstractContextManager:
-    """Lowering a Pallas kernel for a GPU this process does not have needs an abstract mesh that
-    names it."""
-    if device.platform != "gpu" or device in jax.devices():
-        return contextlib.nullcontext()
-    abstract = jax.sharding.AbstractDevice(device_kind=device.device_kind, num_cores=device.core_count, platform="cuda")
-    return jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((1,), ("render",), abstract_device=abstract))
 
 
 def footprint(model: Model, params, in_hw: tuple[int, int], out_hw: tuple[int, int], tile: int,
