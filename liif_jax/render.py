@@ -257,22 +257,28 @@ def _device(params) -> jax.Device:
 
 def footprint(model: Model, params, in_hw: tuple[int, int], out_hw: tuple[int, int], tile: int,
               batch_queries: int | None = None, batch: int = 1, unit_range: bool = True, mlp_dtype: Dtype = None,
-              decoder: str | None = None, stop_above: int | None = None) -> int:
+              decoder: str | None = None, stop_above: int | None = None) -> int | None:
     """Bytes a render with these settings needs at once on its device, from its compiled programs'
     `memory_analysis()`: the larger of encoding a tile (while the previous tile's latents are
     held) and querying a block (while the previous block's output is copied out); on a CPU also
-    the input and output images, which live in the same memory. With `stop_above`, an encoder that
-    needs more than that is reported without compiling the query program."""
+    the input and output images, which live in the same memory. None: the compiler refused a
+    program for lack of device memory. With `stop_above`, an encoder that needs more than that is
+    reported without compiling the query program."""
     lowered = programs(model, params, in_hw, out_hw, tile, batch_queries, batch, unit_range, mlp_dtype, decoder)
     device = _device(params)
     host = 4 * 3 * batch * (in_hw[0] * in_hw[1] + out_hw[0] * out_hw[1]) if device.platform == "cpu" else 0
-    encode = lowered["encode_tile"].compile()
-    several = program_runs(model, in_hw, out_hw, tile, resolve_decoder(model, decoder, device.platform))
-    latents = encode.memory_analysis().output_size_in_bytes if several["encode_tile"] > 1 else 0
-    need = host + memory.program_bytes(encode) + latents
-    if stop_above is not None and need > stop_above:
-        return need
-    query = lowered["query_block"].compile()
+    try:
+        encode = lowered["encode_tile"].compile()
+        several = program_runs(model, in_hw, out_hw, tile, resolve_decoder(model, decoder, device.platform))
+        latents = encode.memory_analysis().output_size_in_bytes if several["encode_tile"] > 1 else 0
+        need = host + memory.program_bytes(encode) + latents
+        if stop_above is not None and need > stop_above:
+            return need
+        query = lowered["query_block"].compile()
+    except jax.errors.JaxRuntimeError as err:
+        if "RESOURCE_EXHAUSTED" in str(err):
+            return None
+        raise
     return max(need, host + memory.program_bytes(query) + query.memory_analysis().output_size_in_bytes)
 
 
@@ -289,11 +295,13 @@ def choose_tile(model: Model, params, in_hw: tuple[int, int], out_hw: tuple[int,
     tile, side = 0, max(in_hw)
     while True:
         need = footprint(model, params, in_hw, out_hw, tile, batch_queries, batch, unit_range, mlp_dtype, decoder, budget)
-        if need <= budget:
+        if need is not None and need <= budget:
             return tile
         if side <= MIN_TILE:
-            log.warning("render: tiles of %d px need %.2f GB, more than the %.2f GB budget (liif_jax.memory); "
-                        "rendering with them", MIN_TILE, need / 1e9, budget / 1e9)
+            log.warning("render: tiles of %d px need %s, more than the %.2f GB budget (liif_jax.memory); rendering "
+                        "with them", MIN_TILE, "more than the device has" if need is None else f"{need / 1e9:.2f} GB",
+                        budget / 1e9)
             return MIN_TILE
-        side = max(MIN_TILE, min(side - 16, int(0.9 * side * math.sqrt(budget / need)) // 16 * 16))
+        ratio = 0.25 if need is None else budget / need  # refused by the compiler: at least 4x too big
+        side = max(MIN_TILE, min(side - 16, int(0.9 * side * math.sqrt(ratio)) // 16 * 16))
         tile = side
