@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from liif_jax import hlo_stats, render, shipped, train_lib
 from liif_jax.models import Model, build_model
