@@ -3,6 +3,7 @@ the errors that say which extra to install. (tests/aot_tpu_test.py compiles for 
 
 import importlib.util
 import json
+import sys
 
 import jax
 import numpy as np
@@ -38,6 +39,9 @@ def test_a_missing_extra_is_named(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "libtpu" else real(name, *a))
     with pytest.raises(ImportError, match=r'pip install -e "\.\[aot-tpu\]"'):
         aot.devices("v5e-1")
+    monkeypatch.setitem(sys.modules, "jax_plugins.xla_cuda12", None)  # importing it raises ImportError
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[aot-gpu\]"'):
+        aot.devices("h200")
 
 
 def test_the_estimate_uses_the_committed_fit():
