@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from liif_jax import fused_query, hlo_stats, liif, render, shipped, train_lib
 from liif_jax.memory import render_budget
@@ -36,7 +36,7 @@ GIB = 2**30
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """A compile target and the facts an estimate needs (per chip)."""
+    """A compile target and the facts an estimate needs, per device (a chip; a TensorCore on v4)."""
 
     name: str
     platform: str  # "tpu" or "cuda"
@@ -68,7 +68,8 @@ TARGETS: dict[str, Target] = {
                    "NVIDIA H200 141GB", "h200.txtpb"),
     "v5e-1": _tpu("v5e-1", "v5e:1x1", (1, 1, 1), 16, 819e9, 197e12, "TPU v5e, 1 chip (Colab)"),
     "v5e-8": _tpu("v5e-8", "v5e:2x4", (2, 4, 1), 16, 819e9, 197e12, "TPU v5e, 8 chips (one host)"),
-    "v4-8": _tpu("v4-8", "v4:2x2x1", (2, 2, 1), 32, 1228e9, 275e12, "TPU v4, 4 chips (v4-8, one host)"),
+    # libtpu's v4 topology has one device per TensorCore (2 per chip): facts per core.
+    "v4-8": _tpu("v4-8", "v4:2x2x1", (2, 2, 1), 16, 614e9, 137.5e12, "TPU v4-8 (4 chips as 8 TensorCores)"),
     "v6e-1": _tpu("v6e-1", "v6e:1x1", (1, 1, 1), 32, 1640e9, 918e12, "TPU v6e, 1 chip"),
 }
 
@@ -100,8 +101,8 @@ def _missing(t: Target, what: str) -> ImportError:
 
 def devices(name: str | Target, gpu_config: str | os.PathLike | None = None) -> list[jax.Device]:
     """Compile-only devices of a target: jit programs whose inputs are sharded over them compile
-    for it. `gpu_config`: a GpuTargetConfigProto text file (default: the clone's
-    experiments/targets/<file>)."""
+    for it. `gpu_config`: a GpuTargetConfigProto text file (default: the target's file, which
+    liif_jax ships from experiments/targets/)."""
     t = target(name)
     from jax.experimental import topologies
 
