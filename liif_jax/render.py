@@ -88,13 +88,18 @@ def query_block(
         return finish(model.query_fused(params, grid, coord, jnp.broadcast_to(cell, coord.shape), lattice, mlp_dtype, n))
     bq = min(batch_queries, capacity)
 
-    def chunk(i: jax.Array, out: jax.Array) -> jax.Array:
+    def query(i: jax.Array) -> jax.Array:
         coord = coords(i * bq + jnp.arange(bq))
-        rgb = model.query(params, grid, coord, jnp.broadcast_to(cell, coord.shape), lattice, mlp_dtype)
-        return jax.lax.dynamic_update_slice(out, finish(rgb), (0, i * bq, 0))
+        return finish(model.query(params, grid, coord, jnp.broadcast_to(cell, coord.shape), lattice, mlp_dtype))
 
-    out = jnp.zeros((b, math.ceil(capacity / bq) * bq, 3), jnp.float32)
-    return jax.lax.fori_loop(0, (n + bq - 1) // bq, chunk, out)  # the block's own chunks only
+    def chunk(i: jax.Array, out: jax.Array) -> jax.Array:
+        # A static loop (its trip count known to XLA and to `liif_jax.hlo_stats`) whose chunks past
+        # the block's own pixels do nothing.
+        rgb = jax.lax.cond(i * bq < n, query, lambda i: jnp.zeros((b, bq, 3), jnp.float32), i)
+        return jax.lax.dynamic_update_slice(out, rgb, (0, i * bq, 0))
+
+    n_chunks = math.ceil(capacity / bq)
+    return jax.lax.fori_loop(0, n_chunks, chunk, jnp.zeros((b, n_chunks * bq, 3), jnp.float32))
 
 
 def default_batch_queries() -> int:
