@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from liif_jax import liif
+from liif_jax.coords import centre
 from liif_jax.layers import Dtype
 
 PI = np.float32(np.pi)
@@ -70,7 +71,7 @@ def query(grid: jax.Array, image: jax.Array, coord: jax.Array, cell: jax.Array, 
         c = jnp.clip(c, np.float32(-liif.CLAMP), np.float32(liif.CLAMP))
         index = liif.nearest_index(c, lat.half)
         index_in = index if lat_in is lat else liif.nearest_index(c, lat_in.half)
-        rel = (coord - (lat_in.first + lat_in.step * index_in.astype(jnp.float32))) * lat.size
+        rel = (coord - centre(lat_in.first, lat_in.step, index_in.astype(jnp.float32))) * lat.size
         latent = liif.gather_rows(grid, index - lat.origin)
         coef, freq = latent[..., :hidden], latent[..., hidden:]
         f = freq[..., 0::2] * rel[..., :1] + freq[..., 1::2] * rel[..., 1:]

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from liif_jax import liif, lte
+from liif_jax.coords import centre
 from liif_jax.encoders import make_encoder
 from liif_jax.layers import Dtype, conv, dense
 
@@ -138,7 +139,7 @@ def metasr_point(feat: jax.Array, coord: jax.Array, cell: jax.Array, lat: liif.L
     q = jnp.clip(corner + liif.ENSEMBLE_EPS, -liif.CLAMP, liif.CLAMP)
     index = liif.nearest_index(q, half)
     # Latent coordinates shifted to their cells' top-left corners, as the official code does.
-    rel = (corner - (lat.first + lat.step * index.astype(jnp.float32) - lat.inv)) * half
+    rel = (corner - (centre(lat.first, lat.step, index.astype(jnp.float32)) - lat.inv)) * half
     inp = jnp.stack([rel[0], rel[1], cell[0] * half[0]])
     weights = imnet(inp).reshape(c * 9, 3)
     padded = jnp.pad(feat, ((1, 1), (1, 1), (0, 0)))

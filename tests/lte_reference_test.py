@@ -202,3 +202,42 @@ def test_swinir_refuses_an_input_too_small_to_pad():
     model, params, _ = load("swinir_lte_w8")
     with pytest.raises(ValueError, match="too small to reflect-pad to a multiple of its window 8"):
         model.features(params, jnp.zeros((1, 3, 9, 3)))
+
+
+@pytest.mark.parametrize("name, scale", [("edsr_baseline_lte", 3), ("edsr_baseline_lte", 6), ("swinir_lte_w4", 3),
+                                         ("swinir_lte_w4", 6)])
+def test_demo_gives_the_png_of_lte_demo(name, scale, tmp_path):
+    """`demo --scale S` on a .pth that LTE's code saved gives the PNG of LTE's own demo.py: its
+    int(h S) x int(w S) output, its cell clamp at x6, SwinIR's padding of the 15x19 input to 16x20;
+    pixels equal but for float32 rounding at the truncation `mul(255).byte()` (at most 1 level)."""
+    from PIL import Image
+
+    from liif_jax import demo
+
+    out = tmp_path / "out.png"
+    assert demo.main(["--input", str(DATA / "demo_input.png"), "--model", str(DATA / f"{name}.pth"),
+                      "--scale", str(scale), "--output", str(out)]) == 0
+    ours = np.asarray(Image.open(out)).astype(int)
+    theirs = np.asarray(Image.open(DATA / f"demo_{name}_x{scale}.png")).astype(int)
+    assert ours.shape == theirs.shape == (15 * scale, 19 * scale, 3)
+    assert np.abs(ours - theirs).max() <= 1
+    assert (ours != theirs).mean() < 0.002
+
+
+@pytest.mark.parametrize("name", ["edsr_baseline_lte", "swinir_lte_w8"])
+def test_evaluation_is_lte_test_py(name):
+    """LTE's test.py `eval_psnr` at div2k-6 with its cell clamp, and for SwinIR with `--window 8`:
+    the same input, prediction and PSNR."""
+    from liif_jax import evaluate
+
+    entry = manifest()[f"eval_{name}"]
+    ref = arrays(f"eval_{name}")
+    model = build_model(entry["model_spec"])
+    params = state_dict.params_from_state_dict(model, official_sd(ref))
+    got = evaluate.evaluate_one(model, params, ref["hr_u8"], None, 6, "div2k", window=entry["window"],
+                                scale_max=entry["scale_max"])
+    np.testing.assert_array_equal(got.lr, np.round(ref["lr"].transpose(1, 2, 0) * 255).astype(np.uint8))
+    np.testing.assert_allclose(got.pred, ref["pred"].transpose(1, 2, 0), atol=1e-5, rtol=0)
+    assert got.psnr == pytest.approx(float(ref["psnr"]), abs=1e-4)
+    no_clamp = evaluate.evaluate_one(model, params, ref["hr_u8"], None, 6, "div2k", window=entry["window"])
+    assert np.abs(no_clamp.pred - got.pred).max() > 1e-3  # the clamp is what makes it LTE's
