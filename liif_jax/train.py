@@ -1,6 +1,8 @@
-"""`python -m liif_jax.train --workdir DIR [--config experiments/configs/X.py] [--config.KEY=VALUE ...]`.
+"""`python -m liif_jax.train --workdir DIR [--config NAME | PATH.py | PATH.yaml] [--config.KEY=VALUE ...]`.
 
-`--config` may also be an official training YAML (`configs/train-div2k/train_edsr-baseline-liif.yaml`),
+`--config` is a shipped config by name (`edsr-baseline-liif`: `experiments/configs/edsr-baseline-liif.py`,
+found wherever the package is installed, see `liif_jax.shipped`; default `quickstart`), the path of
+a config file, or an official training YAML (`configs/train-div2k/train_edsr-baseline-liif.yaml`),
 read by `liif_jax.configs.from_official_yaml`. Started again on the same DIR, it resumes from the
 last checkpoint, data iterator included.
 
@@ -20,6 +22,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as config_flags_lib
 
+from liif_jax import shipped
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and the resolved config", required=True)
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "several processes: call jax.distributed.initialize(), which detects SLURM, Open MPI, "
@@ -32,9 +36,10 @@ _INIT_TIMEOUT = flags.DEFINE_integer(
 _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
     "heartbeat_timeout", 100, "seconds without a heartbeat after which a process counts as dead and the others "
     "stop with an error", lower_bound=1)
-_QUICKSTART = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "quickstart.py"
 _CONFIGS_PY = pathlib.Path(__file__).resolve().parent / "configs.py"
-config_flags.DEFINE_config_file("config", str(_QUICKSTART), "experiment config file (default: the quickstart)", lock_config=True)
+config_flags.DEFINE_config_file("config", str(shipped.configs_dir() / "quickstart.py"), "a shipped config's name "
+                                "(quickstart, edsr-baseline-liif, ...), a config file, or an official training .yaml "
+                                "(default: quickstart)", lock_config=True)
 
 
 def main(argv: list[str]) -> None:
@@ -84,23 +89,36 @@ def wait_for_coordinator(address: str, timeout: float) -> None:
             time.sleep(0.5)
 
 
-def official_yaml_to_config_file(argv: list[str]) -> list[str]:
-    """`--config X.yaml` -> `--config liif_jax/configs.py:X.yaml`, which converts the official YAML."""
+def config_file_argument(value: str) -> str:
+    """What `--config VALUE` hands to ml_collections: a shipped config's name -> its file,
+    `X.yaml` -> `liif_jax/configs.py:X.yaml` (which converts the official YAML), a path unchanged."""
+    if value.endswith((".yaml", ".yml")):
+        return f"{_CONFIGS_PY}:{value}"
+    if shipped.is_config_name(value) and not pathlib.Path(value).is_file():
+        return str(shipped.config_path(value))
+    return value
+
+
+def resolve_config_flag(argv: list[str]) -> list[str]:
+    """argv with `--config VALUE` (or `--config=VALUE`) passed through `config_file_argument`."""
     out = list(argv)
     for i, arg in enumerate(out):
         name, eq, value = arg.partition("=")
         if name not in ("--config", "-config"):
             continue
-        at = i if eq else i + 1  # --config=X.yaml, or --config X.yaml
-        value = value if eq else (out[at] if at < len(out) else "")
-        if value.endswith((".yaml", ".yml")):
-            out[at] = (f"{name}=" if eq else "") + f"{_CONFIGS_PY}:{value}"
+        at = i if eq else i + 1  # --config=VALUE, or --config VALUE
+        if at < len(out):
+            out[at] = (f"{name}=" if eq else "") + config_file_argument(value if eq else out[at])
     return out
 
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl parsing, with a one-line error for a config key that does not exist."""
-    argv = official_yaml_to_config_file(argv)
+    try:
+        argv = resolve_config_flag(argv)
+    except ValueError as e:  # an unknown config name
+        print(f"error: --config: {e}", file=sys.stderr)
+        sys.exit(2)
     try:
         return flags.FLAGS(argv)
     except (AttributeError, KeyError) as e:  # raised by ml_collections for --config.<unknown key>
@@ -112,5 +130,10 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """`python -m liif_jax.train` and the `liif-train` command."""
     app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -32,7 +32,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from liif_jax import checkpoints, datasets, pipeline, run_checkpoints
+from liif_jax import checkpoints, datasets, pipeline, run_checkpoints, shipped
 from liif_jax.models import Model, build_model, describe
 from liif_jax.spec import check_spec
 
@@ -294,7 +294,8 @@ def final_evaluation(config: ml_collections.ConfigDict, model: Model, params, wo
 
     Prints the table and where the run is, and writes `final_eval.json`; `config.final_eval` holds
     `dataset` (a source spec), `scales` (empty: skipped), `protocol` and, optionally,
-    `compare_with`: another model (a checkpoint path) to show on the same images, in the same table.
+    `compare_with`: another model (a checkpoint path or `pretrained:NAME`) to show on the same
+    images, in the same table.
     """
     fe = config.final_eval
     if not fe.scales or jax.process_index() != 0:
@@ -312,7 +313,8 @@ def final_evaluation(config: ml_collections.ConfigDict, model: Model, params, wo
     if fe.get("compare_with"):
         other, other_params = checkpoints.load_model(fe.compare_with)
         other_results = evaluate.evaluate(other, other_params, source, list(fe.scales), fe.protocol, progress=False)
-        rows[f"{pathlib.Path(fe.compare_with).name} ({describe(other)})"] = report.aggregate(other_results)
+        label = fe.compare_with if fe.compare_with.startswith(shipped.PRETRAINED_PREFIX) else pathlib.Path(fe.compare_with).name
+        rows[f"{label} ({describe(other)})"] = report.aggregate(other_results)
     print(report.format_comparison(rows), flush=True)
     print(f"the run is in {workdir} (checkpoints/, metrics.jsonl, final_eval.json, tensorboard/); render with it:\n"
           f"  python -m liif_jax.demo --model {workdir} --input PHOTO --scale 4 --output out.png", flush=True)
