@@ -57,24 +57,26 @@ def encoder_features(model, params, inp):
     return feat[0] if isinstance(model, LTE) else feat
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(model, params, inp, coord, cell, cell_clamp):
+    """Encoder features, and queries with the cell as given and clamped, from one encoding."""
+    feat = model.features(params, inp)
+    grid = model.latents(params, feat)
+    return (feat[0] if isinstance(model, LTE) else feat, model.query(params, grid, coord, cell),
+            model.query(params, grid, coord, cell_clamp))
+
+
 @pytest.mark.parametrize("name", FORWARD)
-def test_encoder_features_match_lte_code(name):
-    """EDSR-baseline, and SwinIR at window 4 and 8 with its reflect padding (10x13 -> 12x16, 17x20 -> 24x24)."""
+def test_features_and_queries_match_lte_code(name):
+    """Encoder features (EDSR-baseline; SwinIR at window 4 and 8 with its reflect padding, 10x13 ->
+    12x16 and 17x20 -> 24x24), and queries at scales 1 to 12 (corners, borders, interior) with the
+    cell as given and as LTE's demo and test clamp it above the training scale (`cell * max(scale / 4, 1)`)."""
     model, params, ref = load(name)
-    feat = encoder_features(model, params, nhwc(ref["inp"]))
+    feat, out, out_clamp = _forward(model, params, nhwc(ref["inp"]), ref["coord"], ref["cell"], ref["cell_clamp"])
     assert feat.shape == nhwc(ref["feat"]).shape
     np.testing.assert_allclose(np.asarray(feat), nhwc(ref["feat"]), atol=ATOL, rtol=0)
-
-
-@pytest.mark.parametrize("name", FORWARD)
-@pytest.mark.parametrize("clamp", [False, True], ids=["cell", "clamped_cell"])
-def test_query_outputs_match_lte_code(name, clamp):
-    """Scales 1 to 12 (corners, borders, interior), with the cell as given and as LTE's demo and
-    test clamp it above the training scale (`cell * max(scale / 4, 1)`)."""
-    model, params, ref = load(name)
-    cell, want = (ref["cell_clamp"], ref["out_clamp"]) if clamp else (ref["cell"], ref["out"])
-    out = model.apply(params, nhwc(ref["inp"]), ref["coord"], cell)
-    np.testing.assert_allclose(np.asarray(out), want, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(np.asarray(out), ref["out"], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(np.asarray(out_clamp), ref["out_clamp"], atol=ATOL, rtol=0)
 
 
 def test_cell_clamp_changes_the_output_above_scale_4_only():
@@ -85,9 +87,9 @@ def test_cell_clamp_changes_the_output_above_scale_4_only():
     np.testing.assert_array_equal(ref["out_clamp"][:, ~above], ref["out"][:, ~above])
 
 
-@pytest.mark.parametrize("name", ["edsr_baseline_lte", "swinir_lte_w4"])
-def test_encode_once_query_per_scale_equals_one_pass(name):
-    model, params, ref = load(name)
+def test_encode_once_query_per_scale_equals_one_pass():
+    """Eagerly, without jit: the same numbers (the forward test above is jitted)."""
+    model, params, ref = load("swinir_lte_w4")
     grid = model.encode(params, nhwc(ref["inp"]))
     for s in np.unique(ref["scale"], axis=0):
         sel = (ref["scale"] == s).all(-1)
@@ -102,17 +104,19 @@ def test_one_training_step_matches_lte_code(name):
     model = build_model(manifest()[f"train_step_{name}"]["model_spec"])
     params = state_dict.params_from_state_dict(model, official_sd(ref))
     batch = {"inp": nhwc(ref["inp"]), "coord": ref["coord"], "cell": ref["cell"], "gt": ref["gt"]}
-    loss, grads = jax.value_and_grad(lambda p: train_lib.l1_loss(model, p, batch))(params)
+    loss, grads = jax.jit(jax.value_and_grad(lambda p, b: train_lib.l1_loss(model, p, b)))(params, batch)
     np.testing.assert_allclose(float(loss), float(ref["loss"]), rtol=1e-5)
     want = state_dict.params_from_state_dict(model, official_sd(ref, "grad/"))
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max()), grads, want)
     tx = train_lib.optax.adam(1e-4, b1=0.9, b2=0.999, eps=1e-8)
     state = train_lib.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-    new, step_loss = train_lib.train_step(model, tx, state, batch)  # training mode: drop_path_rate is 0 here
+    step = jax.jit(lambda s, b: train_lib.train_step(model, tx, s, b))
+    new, step_loss = step(state, batch)  # training mode: drop_path_rate is 0 here
     assert float(step_loss) == pytest.approx(float(loss), rel=1e-6)
     after = state_dict.params_from_state_dict(model, official_sd(ref, "after/"))
     jax.tree.map(lambda a, w: np.testing.assert_allclose(a, w, rtol=1e-4, atol=1e-7), new.params, after)
-    assert float(train_lib.l1_loss(model, new.params, batch)) == pytest.approx(float(ref["loss_after"]), rel=1e-5)
+    _, loss_after = step(new, batch)
+    assert float(loss_after) == pytest.approx(float(ref["loss_after"]), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["edsr_baseline_lte", "swinir_lte_w4"])

@@ -31,7 +31,9 @@ Random weights from `torch.manual_seed(seed)`; running it again writes the same 
   `optimizer` with `sd`, `epoch`), holding the weights of the `.npz` of the same name.
 * `demo_<name>_x<S>.png` for `edsr_baseline_lte` and `swinir_lte_w4`, S = 3 and 6: LTE's own
   `demo.py --input demo_input.png --model <name>.pth --scale S`, run as it is (`runpy`).
-  `demo_input.png` is a 15x19 crop of chelsea.png.
+  `demo_input.png` is a 15x19 crop of chelsea.png. (LTE's demo.py never calls `model.eval()`, so
+  SwinIR's stochastic depth stays on in it; at these random weights its branches are small and the
+  PNG moves by at most a level: see experiments/results/lte_demo_check_cpu.md.)
 * `eval_<name>.npz`: LTE's `test.py` `eval_psnr` (div2k-6, eval_bsize 30000, scale_max 4) on a
   crop of coffee.png through the `sr-implicit-downsampled` wrapper: `hr_u8`, the clamped
   prediction `pred` (CHW, cropped as test.py crops it) and `psnr`; `edsr_baseline_lte` without
