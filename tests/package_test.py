@@ -27,8 +27,10 @@ import liif_jax
 from conftest import REPO
 
 # What the wheel carries besides the package's modules: experiments/configs (configs and their
-# split files) and experiments/pretrained (the shipped model and its provenance), as liif_jax/_shipped/.
-SHIPPED = {"configs": ["*.py", "splits/*.json"], "pretrained": ["*.md", "*.json", "*.jsonl", "edsr-baseline-liif/**/*"]}
+# split files), experiments/pretrained (the shipped model and its provenance) and experiments/targets
+# (GPU descriptions for liif_jax.aot), as liif_jax/_shipped/.
+SHIPPED = {"configs": ["*.py", "splits/*.json"], "pretrained": ["*.md", "*.json", "*.jsonl", "edsr-baseline-liif/**/*"],
+           "targets": ["README.md", "*.txtpb"]}
 DIST_INFO = {"METADATA", "WHEEL", "RECORD", "entry_points.txt", "top_level.txt", "licenses/LICENSE"}
 SCRIPTS = {"liif-train": "liif_jax.train:run", "liif-evaluate": "liif_jax.evaluate:main",
            "liif-demo": "liif_jax.demo:main", "liif-convert": "liif_jax.convert:main"}
@@ -74,7 +76,7 @@ def test_the_wheel_holds_the_modules_the_configs_and_the_shipped_model_and_nothi
         names = set(z.namelist())
         dist_info = f"liif_jax-{liif_jax.__version__}.dist-info/"
         assert {n.removeprefix(dist_info) for n in names if n.startswith(dist_info)} == DIST_INFO
-        modules = {f"liif_jax/{p.name}" for p in (REPO / "liif_jax").glob("*.py")}
+        modules = {p.relative_to(REPO).as_posix() for p in (REPO / "liif_jax").rglob("*.py") if "__pycache__" not in p.parts}
         shipped = shipped_files()
         assert {n for n in names if not n.startswith(dist_info)} == modules | set(shipped)
         for name, path in shipped.items():  # the same bytes: experiments/ is the one copy
