@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import os
 import pathlib
 import re
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from liif_jax import hlo_stats, render, shipped, train_lib
 from liif_jax.models import Model, build_model
@@ -35,7 +36,7 @@ GIB = 2**30
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """A compile target and the facts an estimate needs (per chip)."""
+    """A compile target and the facts an estimate needs, per device (a chip; a TensorCore on v4)."""
 
     name: str
     platform: str  # "tpu" or "cuda"
@@ -67,7 +68,8 @@ TARGETS: dict[str, Target] = {
                    "NVIDIA H200 141GB", "h200.txtpb"),
     "v5e-1": _tpu("v5e-1", "v5e:1x1", (1, 1, 1), 16, 819e9, 197e12, "TPU v5e, 1 chip (Colab)"),
     "v5e-8": _tpu("v5e-8", "v5e:2x4", (2, 4, 1), 16, 819e9, 197e12, "TPU v5e, 8 chips (one host)"),
-    "v4-8": _tpu("v4-8", "v4:2x2x1", (2, 2, 1), 32, 1228e9, 275e12, "TPU v4, 4 chips (v4-8, one host)"),
+    # libtpu's v4 topology has one device per TensorCore (2 per chip): facts per core.
+    "v4-8": _tpu("v4-8", "v4:2x2x1", (2, 2, 1), 16, 614e9, 137.5e12, "TPU v4-8 (4 chips as 8 TensorCores)"),
     "v6e-1": _tpu("v6e-1", "v6e:1x1", (1, 1, 1), 32, 1640e9, 918e12, "TPU v6e, 1 chip"),
 }
 
@@ -194,7 +196,9 @@ def render_programs(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int
     kwargs.setdefault("batch_queries", render.DEFAULT_BATCH_QUERIES)  # an accelerator's default
     with lowering([device], precision):
         lowered = render.programs(model, params, in_hw, out_hw, **kwargs)
-    runs = render.program_runs(model, in_hw, out_hw, kwargs.get("tile", render.DEFAULT_TILE))
+    # the options that decide the render's plan (tile, ...) count its runs the same way
+    accepted = inspect.signature(render.program_runs).parameters
+    runs = render.program_runs(model, in_hw, out_hw, **{k: v for k, v in kwargs.items() if k in accepted})
     return {name: (low, runs[name]) for name, low in lowered.items()}
 
 

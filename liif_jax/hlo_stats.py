@@ -14,6 +14,8 @@ Per kernel:
   fusion only slices (the slice is read) or updates in place (the update is written), less
   buffers XLA placed on chip (TPU memory space S(1) and up). TPU tiled layouts count their padding.
 
+The text is parsed by `liif_jax.hlo_text`.
+
 `Roofline` turns these into a time: per kernel max(flops / (e x peak), bytes / (e x bandwidth)) +
 t_launch, summed over what runs. It is an estimate fitted to measurements
 (`experiments/results/aot_fit_h200.md`), good for ranking programs and counting bytes, not a
@@ -27,55 +29,16 @@ import math
 import re
 from collections.abc import Mapping
 
-DTYPE_BYTES = {
-    "pred": 1, "s8": 1, "u8": 1, "f8e4m3fn": 1, "f8e5m2": 1, "f8e4m3b11fnuz": 1, "f8e4m3fnuz": 1, "f8e5m2fnuz": 1,
-    "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8,
-    "c64": 8, "c128": 16, "s4": 0.5, "u4": 0.5, "s2": 0.25, "u2": 0.25, "token": 0,
-}
+from liif_jax.hlo_text import (Computation, Instruction, array_bytes, arrays, constant, dims, param_index, parse,
+                               shape_bytes, through_views)
+
 # No kernel and no memory traffic: views, tuples, values known at compile time, async halves.
 FREE = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "after-all", "add-dependency",
-        "opt-barrier", "partition-id", "replica-id", "iota-free"}
-CONTROL = {"while", "conditional", "call", "async-start", "async-update", "async-done"}
+        "opt-barrier", "partition-id", "replica-id"}
 COLLECTIVES = {"all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute",
                "collective-broadcast", "ragged-all-to-all"}
 SLICING = {"slice", "dynamic-slice", "gather"}
 KINDS = ("fusion", "gemm", "convolution", "collective", "custom-call", "copy", "other")
-
-_ARRAY = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\](?:\{([^}]*)\})?")
-_INSTR = re.compile(r"^\s*(ROOT\s+)?%([^\s=]+)\s*=\s*")
-_HEADER = re.compile(r"^(ENTRY\s+)?%([^\s(]+)\s*\(.*\{\s*$")
-_NAME = re.compile(r"%([\w.\-]+)")
-
-
-@dataclasses.dataclass
-class Instruction:
-    name: str
-    opcode: str
-    shape: str  # the result type as printed: an array or a tuple
-    operands: list[str]
-    args: str  # the text between the opcode's parentheses: operands, or a constant's value
-    attrs: str  # everything after the operand list
-    root: bool = False
-
-    def attr_computations(self, key: str) -> list[str]:
-        """Computations an attribute names: calls=%a, body=%b, branch_computations={%a, %b}."""
-        m = re.search(rf"\b{key}=(\{{[^}}]*\}}|%[\w.\-]+)", self.attrs)
-        return _NAME.findall(m.group(1)) if m else []
-
-    def attr(self, key: str) -> str | None:
-        m = re.search(rf"\b{key}=(\{{[^}}]*\}}|\"[^\"]*\"|[^,\s]+)", self.attrs)
-        return m.group(1).strip('"') if m else None
-
-
-@dataclasses.dataclass
-class Computation:
-    name: str
-    instructions: dict[str, Instruction]
-    root: str
-    entry: bool = False
-
-    def users(self, name: str) -> list[Instruction]:
-        return [i for i in self.instructions.values() if name in i.operands]
 
 
 @dataclasses.dataclass
@@ -122,114 +85,6 @@ class ProgramStats:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing
-# ---------------------------------------------------------------------------------------------
-
-
-def _balanced(text: str, start: int) -> int:
-    """Index just past the bracket group opening at text[start]."""
-    pairs = {"(": ")", "{": "}", "[": "]"}
-    stack, i, quoted = [], start, False
-    while i < len(text):
-        ch = text[i]
-        if ch == '"' and text[i - 1] != "\\":
-            quoted = not quoted
-        elif not quoted:
-            if ch in pairs:
-                stack.append(pairs[ch])
-            elif stack and ch == stack[-1]:
-                stack.pop()
-                if not stack:
-                    return i + 1
-        i += 1
-    raise ValueError(f"unbalanced brackets in HLO line: {text[:120]}")
-
-
-def _parse_instruction(line: str) -> Instruction | None:
-    m = _INSTR.match(line)
-    if not m:
-        return None
-    pos = m.end()
-    if line[pos] == "(":  # a tuple type
-        end = _balanced(line, pos)
-    else:
-        end = line.index(" ", pos)
-    shape = line[pos:end]
-    rest = line[end:].lstrip()
-    op = re.match(r"([\w\-]+)\(", rest)
-    if not op:
-        raise ValueError(f"cannot read the opcode of HLO instruction %{m.group(2)}: {rest[:80]}")
-    close = _balanced(rest, op.end() - 1)
-    args = rest[op.end() : close - 1]
-    return Instruction(m.group(2), op.group(1), shape, _NAME.findall(args), args, rest[close:], root=bool(m.group(1)))
-
-
-def parse(text: str) -> dict[str, Computation]:
-    """The computations of an HLO module's text, by name."""
-    comps: dict[str, Computation] = {}
-    current: Computation | None = None
-    for line in text.splitlines():
-        if current is None:
-            h = _HEADER.match(line)
-            if h:
-                current = Computation(h.group(2), {}, "", entry=bool(h.group(1)))
-            continue
-        if line.strip() == "}":
-            if not current.root and current.instructions:
-                current.root = next(reversed(current.instructions))
-            comps[current.name] = current
-            current = None
-            continue
-        instr = _parse_instruction(line)
-        if instr is not None:
-            current.instructions[instr.name] = instr
-            if instr.root:
-                current.root = instr.name
-    if not any(c.entry for c in comps.values()):
-        raise ValueError("no ENTRY computation in the HLO text")
-    return comps
-
-
-# ---------------------------------------------------------------------------------------------
-# Shapes and bytes
-# ---------------------------------------------------------------------------------------------
-
-
-def arrays(shape: str) -> list[tuple[str, tuple[int, ...], str]]:
-    """(dtype, dims, layout) of every array in a (tuple) type."""
-    out = []
-    for dtype, dims, layout in _ARRAY.findall(shape):
-        if dtype in DTYPE_BYTES:
-            out.append((dtype, tuple(int(d) for d in dims.split(",") if d), layout or ""))
-    return out
-
-
-def array_bytes(dtype: str, dims: tuple[int, ...], layout: str = "", hbm_only: bool = True) -> float:
-    """Bytes of one array in device memory: its tiled size (TPU `T(a,b)` tiles pad the minor
-    dimensions), 0 if it lives on chip (memory space `S(n)`, n >= 1) and `hbm_only`."""
-    if hbm_only and re.search(r"S\([1-9]\d*\)", layout):
-        return 0.0
-    dims = list(dims)
-    tile = re.search(r":T\((\d+(?:,\d+)*)\)", layout)
-    if tile and dims:
-        minor_to_major = [int(x) for x in layout.split(":")[0].split(",") if x.strip().isdigit()]
-        sizes = [int(x) for x in tile.group(1).split(",")]
-        if len(minor_to_major) == len(dims):
-            for t, d in zip(reversed(sizes), minor_to_major):  # the tile's last size is the minor-most dim
-                dims[d] = -(-dims[d] // t) * t
-    return math.prod(dims) * DTYPE_BYTES[dtype]
-
-
-def shape_bytes(shape: str, hbm_only: bool = True, skip_u8: bool = False) -> float:
-    return sum(array_bytes(d, s, l, hbm_only) for d, s, l in arrays(shape) if not (skip_u8 and d == "u8"))
-
-
-def _dims(shape: str) -> tuple[int, ...]:
-    a = arrays(shape)
-    return a[0][1] if a else ()
-
-
-# ---------------------------------------------------------------------------------------------
 # FLOPs
 # ---------------------------------------------------------------------------------------------
 
@@ -257,8 +112,8 @@ def _dot_flops(comp: Computation, instr: Instruction) -> float:
     axes = [int(x) for x in re.findall(r"\d+", contracting)]
     if lhs is None:
         return 0.0
-    lhs_dims = _dims(lhs.shape)
-    return 2.0 * math.prod(_dims(instr.shape)) * math.prod(lhs_dims[a] for a in axes)
+    lhs_dims = dims(lhs.shape)
+    return 2.0 * math.prod(dims(instr.shape)) * math.prod(lhs_dims[a] for a in axes)
 
 
 def _instr_flops(comp: Computation, instr: Instruction) -> tuple[float, str | None]:
@@ -268,7 +123,7 @@ def _instr_flops(comp: Computation, instr: Instruction) -> tuple[float, str | No
         kernel = comp.instructions.get(instr.operands[1])
         if kernel is None:
             return 0.0, None
-        return _conv_flops(_dims(instr.shape), _dims(kernel.shape), instr.attr("dim_labels") or ""), _flops_class(comp, instr)
+        return _conv_flops(dims(instr.shape), dims(kernel.shape), instr.attr("dim_labels") or ""), _flops_class(comp, instr)
     return 0.0, None
 
 
@@ -279,11 +134,11 @@ def _cudnn_flops(comp: Computation, instr: Instruction) -> tuple[float, str | No
     shapes = [comp.instructions[o].shape for o in instr.operands if o in comp.instructions]
     result = arrays(instr.shape)[0][1]
     if "BackwardFilter" in target:
-        out, kernel = _dims(shapes[1]), result
+        out, kernel = dims(shapes[1]), result
     elif "BackwardInput" in target:
-        out, kernel = _dims(shapes[0]), _dims(shapes[1])
+        out, kernel = dims(shapes[0]), dims(shapes[1])
     else:
-        out, kernel = result, _dims(shapes[1])
+        out, kernel = result, dims(shapes[1])
     return _conv_flops(out, kernel, instr.attr("dim_labels") or ""), _flops_class(comp, instr)
 
 
@@ -293,7 +148,7 @@ def _cublas_flops(comp: Computation, instr: Instruction) -> tuple[float, str | N
     if not m or lhs is None:
         return 0.0, None
     axes = [int(x) for x in re.findall(r"\d+", m.group(1))]
-    lhs_dims = _dims(lhs.shape)
+    lhs_dims = dims(lhs.shape)
     out = arrays(instr.shape)[0][1]
     return 2.0 * math.prod(out) * math.prod(lhs_dims[a] for a in axes), _flops_class(comp, instr)
 
@@ -312,22 +167,23 @@ class _Walker:
     # -- what a fused computation does ------------------------------------------------------
 
     def _fused_flops(self, comp_name: str) -> tuple[float, str | None, bool, bool]:
-        """(flops, class, has a dot, has a convolution) of a fused computation and those it calls."""
-        flops, cls, dot, conv = 0.0, None, False, False
+        """(flops, class, has a matrix product, has a spatial convolution) of a fused computation
+        and the computations it calls."""
+        flops, cls, matmul, conv = 0.0, None, False, False
         for instr in self.comps[comp_name].instructions.values():
             f, c = _instr_flops(self.comps[comp_name], instr)
-            flops += f
-            cls = c or cls
-            dot |= instr.opcode == "dot"
-            conv |= instr.opcode == "convolution"
+            flops, cls = flops + f, c or cls
+            spatial = instr.opcode == "convolution" and _conv_labels_spatial(instr)
+            matmul |= instr.opcode == "dot" or (instr.opcode == "convolution" and not spatial)
+            conv |= spatial
             for callee in instr.attr_computations("calls"):
-                f2, c2, d2, v2 = self._fused_flops(callee)
-                flops, cls, dot, conv = flops + f2, c2 or cls, dot or d2, conv or v2
-        return flops, cls, dot, conv
+                f2, c2, m2, v2 = self._fused_flops(callee)
+                flops, cls, matmul, conv = flops + f2, c2 or cls, matmul or m2, conv or v2
+        return flops, cls, matmul, conv
 
     def _read_bytes(self, fused: Computation, index: int, full: float) -> float:
         """Bytes a fusion reads of its operand `index`: all of it, or only the slices taken."""
-        param = next((i for i in fused.instructions.values() if i.opcode == "parameter" and _param_index(i) == index), None)
+        param = next((i for i in fused.instructions.values() if i.opcode == "parameter" and param_index(i) == index), None)
         if param is None:
             return full
         frontier, sliced = [param], 0.0
@@ -370,10 +226,10 @@ class _Walker:
         flops, cls, opaque = 0.0, None, False
         if op == "fusion":
             fused = self.comps[instr.attr_computations("calls")[0]]
-            flops, cls, has_dot, has_conv = self._fused_flops(fused.name)
+            flops, cls, matmul, conv = self._fused_flops(fused.name)
             backend = re.search(r'"kind":"(__[\w$]+)"', instr.attrs)
             detail = backend.group(1) if backend else (instr.attr("kind") or "fusion")
-            kind = "convolution" if has_conv and not has_dot and _is_conv(fused) else "gemm" if (has_dot or has_conv) else "fusion"
+            kind = "convolution" if conv else "gemm" if matmul else "fusion"
             read = sum(self._read_bytes(fused, i, b) for i, b in enumerate(operand_bytes))
             written = self._written_bytes(fused, out_bytes) if out_bytes else 0.0
             total = read + written
@@ -448,34 +304,13 @@ class _Walker:
             self.unknown += best.unknown
 
 
-def _param_index(instr: Instruction) -> int:
-    return int(instr.args) if instr.args.strip().isdigit() else -1
-
-
 def _conv_labels_spatial(instr: Instruction) -> bool:
     """A convolution with a spatial window (not a matrix product written as one: `bf_io->bf`)."""
     labels = instr.attr("dim_labels") or ""
     return any(ch.isdigit() for ch in labels)
 
 
-def _is_conv(fused: Computation) -> bool:
-    return any(i.opcode == "convolution" and _conv_labels_spatial(i) for i in fused.instructions.values())
-
-
-def _through_views(comp: Computation, name: str) -> Instruction | None:
-    instr = comp.instructions.get(name)
-    while instr is not None and instr.opcode in ("copy", "bitcast", "convert", "reshape") and instr.operands:
-        instr = comp.instructions.get(instr.operands[0])
-    return instr
-
-
-def _constant(instr: Instruction | None) -> int | None:
-    if instr is None or instr.opcode != "constant":
-        return None
-    return int(instr.args) if re.fullmatch(r"-?\d+", instr.args.strip()) else None
-
-
-def _scalar_const_in(comps: dict[str, Computation], comp: Computation, instr: Instruction | None) -> Instruction | None:
+def _fused_root(comps: dict[str, Computation], instr: Instruction | None) -> Instruction | None:
     """The instruction itself, or the root of the fusion it is (a compare or add fused with its constant)."""
     if instr is not None and instr.opcode == "fusion":
         fused = comps[instr.attr_computations("calls")[0]]
@@ -490,35 +325,35 @@ def _counted_loop_trips(comps: dict[str, Computation], comp: Computation, loop: 
     cond = comps[loop.attr_computations("condition")[0]]
     body = comps[loop.attr_computations("body")[0]]
     root = cond.instructions[cond.root]
-    compare = _scalar_const_in(comps, cond, root)
+    compare = _fused_root(comps, root)
     where = comps[root.attr_computations("calls")[0]] if root.opcode == "fusion" else cond
     if compare is None or compare.opcode != "compare":
         return None
     direction = compare.attr("direction")
     a, b = (where.instructions.get(o) for o in compare.operands)
-    bound = _constant(_through_views(where, b.name)) if b is not None else None
+    bound = constant(through_views(where, b.name)) if b is not None else None
     if bound is None:
         return None
     # which tuple element is the counter: follow the non-constant side to a get-tuple-element
-    side = _through_views(where, a.name) if a is not None else None
+    side = through_views(where, a.name) if a is not None else None
     if side is not None and side.opcode == "parameter" and root.opcode == "fusion":
-        side = _through_views(cond, root.operands[_param_index(side)])
+        side = through_views(cond, root.operands[param_index(side)])
     if side is None or side.opcode != "get-tuple-element":
         return None
     k = int(side.attr("index"))
     init_tuple = comp.instructions.get(loop.operands[0])
     if init_tuple is None or init_tuple.opcode != "tuple":
         return None
-    start = _constant(_through_views(comp, init_tuple.operands[k]))
+    start = constant(through_views(comp, init_tuple.operands[k]))
     body_root = body.instructions[body.root]
     if start is None or body_root.opcode != "tuple":
         return None
     nxt = body.instructions.get(body_root.operands[k])
-    add = _scalar_const_in(comps, body, nxt)
+    add = _fused_root(comps, nxt)
     scope = comps[nxt.attr_computations("calls")[0]] if nxt is not None and nxt.opcode == "fusion" else body
     if add is None or add.opcode != "add":
         return None
-    step = next((c for c in (_constant(_through_views(scope, o)) for o in add.operands) if c is not None), None)
+    step = next((c for c in (constant(through_views(scope, o)) for o in add.operands) if c is not None), None)
     if not step:
         return None
     span = {"LT": bound - start, "LE": bound - start + 1, "NE": bound - start}.get(direction)
@@ -554,10 +389,6 @@ class Roofline:
     def seconds(self, stats: ProgramStats, peak_flops: Mapping[str, float], bandwidth: float) -> float:
         return sum(k.launches * self.kernel_seconds(k, peak_flops, bandwidth) for k in stats.kernels)
 
-    def work_seconds(self, stats: ProgramStats, peak_flops: Mapping[str, float], bandwidth: float) -> float:
-        """The roofline at e = 1 without launches: t = work_seconds / e + launches x t_launch."""
-        ideal = Roofline(1.0, 0.0)
-        return ideal.seconds(stats, peak_flops, bandwidth)
 
 
 def top_kernels(stats: ProgramStats, roofline: Roofline, peak_flops: Mapping[str, float], bandwidth: float,

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from liif_jax import hlo_stats
+from liif_jax import hlo_stats, hlo_text
 
 S = jax.ShapeDtypeStruct
 
@@ -102,10 +102,10 @@ def test_fusions_count_the_slices_they_read_and_the_rows_they_update():
 
 
 def test_tpu_layouts_pad_to_tiles_and_on_chip_buffers_cost_no_hbm_bytes():
-    assert hlo_stats.shape_bytes("f32[2,3]{1,0:T(8,128)}") == 8 * 128 * 4
-    assert hlo_stats.shape_bytes("f32[16,256]{1,0:T(8,128)}") == 16 * 256 * 4
-    assert hlo_stats.shape_bytes("f32[16,256]{1,0:T(8,128)S(1)}") == 0
-    assert hlo_stats.shape_bytes("(f32[4]{0}, bf16[2,2]{1,0})") == 16 + 8
+    assert hlo_text.shape_bytes("f32[2,3]{1,0:T(8,128)}") == 8 * 128 * 4
+    assert hlo_text.shape_bytes("f32[16,256]{1,0:T(8,128)}") == 16 * 256 * 4
+    assert hlo_text.shape_bytes("f32[16,256]{1,0:T(8,128)S(1)}") == 0
+    assert hlo_text.shape_bytes("(f32[4]{0}, bf16[2,2]{1,0})") == 16 + 8
 
 
 def test_a_compiled_matmul_loop_and_convolution():
