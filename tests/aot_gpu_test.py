@@ -17,7 +17,7 @@ from conftest import REPO, load_module
 from liif_jax import aot
 from liif_jax.models import build_model
 
-if importlib.util.find_spec("jax_plugins.xla_cuda12") is None:
+if importlib.util.find_spec("jax_plugins") is None or importlib.util.find_spec("jax_plugins.xla_cuda12") is None:
     if os.environ.get("LIIF_REQUIRE_AOT_GPU"):
         raise ImportError("LIIF_REQUIRE_AOT_GPU is set but the CUDA plugin is not installed: pip install -e '.[aot-gpu]'")
     pytest.skip("GPU compiles need the aot-gpu extra: pip install -e '.[aot-gpu]'", allow_module_level=True)
