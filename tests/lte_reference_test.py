@@ -245,3 +245,22 @@ def test_evaluation_is_lte_test_py(name):
     assert got.psnr == pytest.approx(float(ref["psnr"]), abs=1e-4)
     no_clamp = evaluate.evaluate_one(model, params, ref["hr_u8"], None, 6, "div2k", window=entry["window"])
     assert np.abs(no_clamp.pred - got.pred).max() > 1e-3  # the clamp is what makes it LTE's
+
+
+def test_evaluate_cli_takes_lte_window_and_clamp(tmp_path, capsys):
+    """`evaluate --window 8` with a SwinIR-LTE .pth: LTE's clamp by default, said in the header line;
+    `--scale-max 0` turns it off and changes the PSNR; a window with a non-integer scale is refused."""
+    from PIL import Image
+
+    from liif_jax import evaluate
+
+    Image.fromarray(arrays("eval_swinir_lte_w8")["hr_u8"]).save(tmp_path / "img.png")
+    base = ["--model", str(DATA / "swinir_lte_w4.pth"), "--hr-dir", str(tmp_path), "--window", "8"]
+    assert evaluate.main([*base, "--scale", "6", "--json", str(tmp_path / "a.json")]) == 0
+    assert "cell clamped above x4, window 8" in capsys.readouterr().out
+    assert evaluate.main([*base, "--scale", "6", "--scale-max", "0", "--json", str(tmp_path / "b.json")]) == 0
+    assert "cell clamped" not in capsys.readouterr().out
+    psnr = lambda f: json.loads((tmp_path / f).read_text())["mean_psnr"]
+    assert psnr("a.json") != psnr("b.json")
+    assert evaluate.main([*base, "--scale", "2.5", "--protocol", "plain"]) == 1
+    assert "--window needs integer scales" in capsys.readouterr().err
