@@ -101,8 +101,8 @@ def _missing(t: Target, what: str) -> ImportError:
 
 def devices(name: str | Target, gpu_config: str | os.PathLike | None = None) -> list[jax.Device]:
     """Compile-only devices of a target: jit programs whose inputs are sharded over them compile
-    for it. `gpu_config`: a GpuTargetConfigProto text file (default: the clone's
-    experiments/targets/<file>)."""
+    for it. `gpu_config`: a GpuTargetConfigProto text file (default: the target's file, which
+    liif_jax ships from experiments/targets/)."""
     t = target(name)
     from jax.experimental import topologies
 

@@ -3,6 +3,7 @@ the errors that say which extra to install. (tests/aot_tpu_test.py compiles for 
 
 import importlib.util
 import json
+import sys
 
 import jax
 import numpy as np
@@ -38,6 +39,9 @@ def test_a_missing_extra_is_named(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "libtpu" else real(name, *a))
     with pytest.raises(ImportError, match=r'pip install -e "\.\[aot-tpu\]"'):
         aot.devices("v5e-1")
+    monkeypatch.setitem(sys.modules, "jax_plugins.xla_cuda12", None)  # importing it raises ImportError
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[aot-gpu\]"'):
+        aot.devices("h200")
 
 
 def test_the_estimate_uses_the_committed_fit():
@@ -78,3 +82,18 @@ def test_program_runs_counts_the_programs_a_render_runs(monkeypatch):
     render.render(model, params, np.zeros((1, *in_hw, 3), np.float32), out_hw, batch_queries=4096, tile=16)
     runs = render.program_runs(model, in_hw, out_hw, tile=16)
     assert runs == calls and runs["encode_tile"] > 1 and runs["query_block"] > runs["encode_tile"]
+
+
+def train_flops(c) -> float:
+    """FLOPs of an EDSR-baseline-LIIF training step, counted by hand: the forward pass's matrix
+    products and convolutions, and twice that backward (input and weight gradients) but for the
+    input gradient of the first convolution."""
+    enc, mlp = c.model.args.encoder_spec.args, c.model.args.imnet_spec.args.hidden_list
+    f, n = enc.get("n_feats", 64), enc.get("n_resblocks", 16)  # EDSR-baseline defaults
+    w = c.data.train.wrapper.args
+    pixels, rows = c.data.train.batch_size * w.inp_size**2, c.data.train.batch_size * w.sample_q * 4  # 4 neighbours
+    head = 2 * pixels * 9 * 3 * f
+    encoder = head + 2 * pixels * 9 * f * f * (2 * n + 1)  # 2 convs per residual block, the body's last conv
+    latents = 2 * pixels * 9 * f * mlp[0]  # the first MLP layer on the unfolded 3x3 features, once per latent
+    decoder = 2 * rows * (sum(a * b for a, b in zip(mlp, mlp[1:])) + mlp[-1] * 3)
+    return 3 * (encoder + latents + decoder) - head
