@@ -1,8 +1,12 @@
-"""`python -m liif_jax.train --workdir DIR [--config experiments/configs/X.py] [--config.KEY=VALUE ...]`.
+"""`python -m liif_jax.train --workdir DIR [--config experiments/configs/X.py | --photos FOLDER] [--config.KEY=VALUE ...]`.
 
 `--config` may also be an official training YAML (`configs/train-div2k/train_edsr-baseline-liif.yaml`),
-read by `liif_jax.configs.from_official_yaml`. Started again on the same DIR, it resumes from the
-last checkpoint, data iterator included.
+read by `liif_jax.configs.from_official_yaml`; `--photos FOLDER` trains on one's own photographs
+with the recipe of `liif_jax/own_photos.py` for this machine. Started again on the same DIR, it
+resumes from the last checkpoint, data iterator included.
+
+SIGTERM or Ctrl-C stops the run at the end of the current step with a checkpoint there, in one
+line, with exit status 143 or 130 (128 + the signal's number); a second signal stops it at once.
 
 Several hosts: every process runs the same command with `--distributed` (JAX finds the cluster
 on SLURM, Open MPI, TPU pods and Kubernetes), or with `--coordinator_address HOST:PORT
@@ -11,11 +15,14 @@ on SLURM, Open MPI, TPU pods and Kubernetes), or with `--coordinator_address HOS
 
 from __future__ import annotations
 
+import difflib
+import os
 import pathlib
 import socket
 import sys
 import time
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as config_flags_lib
@@ -32,9 +39,15 @@ _INIT_TIMEOUT = flags.DEFINE_integer(
 _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
     "heartbeat_timeout", 100, "seconds without a heartbeat after which a process counts as dead and the others "
     "stop with an error", lower_bound=1)
+_PHOTOS = flags.DEFINE_string(
+    "photos", None, "train on the photographs under this folder (and its sub-folders) with the recipe for this "
+    "machine, holding a few out for validation (liif_jax/own_photos.py); instead of --config")
 _QUICKSTART = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "quickstart.py"
 _CONFIGS_PY = pathlib.Path(__file__).resolve().parent / "configs.py"
-config_flags.DEFINE_config_file("config", str(_QUICKSTART), "experiment config file (default: the quickstart)", lock_config=True)
+_OWN_PHOTOS_PY = pathlib.Path(__file__).resolve().parent / "own_photos.py"
+# No default here: ml_collections would load it, and apply the --config.KEY overrides, at import
+# time, outside `parse_flags`; `explicit_config` names the quickstart when --config is absent.
+config_flags.DEFINE_config_file("config", None, "experiment config file (default: the quickstart)", lock_config=True)
 
 
 def main(argv: list[str]) -> None:
@@ -58,12 +71,27 @@ def main(argv: list[str]) -> None:
                   f"{_INIT_TIMEOUT.value} s): {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
             sys.exit(1)
     from liif_jax import train_lib
+    from liif_jax.stopping import Stopped
 
+    if _PHOTOS.value:
+        say_split(_PHOTOS.value)
     try:
         train_lib.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+    except Stopped as e:
+        print(e, flush=True)
+        sys.exit(e.exit_code)
     except (train_lib.TrainingError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def say_split(folder: str) -> None:
+    from liif_jax import own_photos
+
+    parts = own_photos.split(folder)
+    names = ", ".join(os.path.relpath(f, folder) for f in parts["val"])
+    print(f"{len(parts['train'])} photographs under {folder} train; {len(parts['val'])} held out for validation and "
+          f"the final table: {names}", flush=True)
 
 
 def wait_for_coordinator(address: str, timeout: float) -> None:
@@ -84,28 +112,82 @@ def wait_for_coordinator(address: str, timeout: float) -> None:
             time.sleep(0.5)
 
 
-def official_yaml_to_config_file(argv: list[str]) -> list[str]:
-    """`--config X.yaml` -> `--config liif_jax/configs.py:X.yaml`, which converts the official YAML."""
+def _flag_at(argv: list[str], name: str) -> tuple[int, int, str] | None:
+    """(index of `--name`, index of its value, the value) in argv, for `--name V` and `--name=V`."""
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if flag in (f"--{name}", f"-{name}"):
+            at = i if eq else i + 1
+            return i, at, value if eq else (argv[at] if at < len(argv) else "")
+    return None
+
+
+def explicit_config(argv: list[str]) -> list[str]:
+    """argv with `--config` naming the config file ml_collections loads: `--photos FOLDER` ->
+    `liif_jax/own_photos.py:FOLDER`, `X.yaml` -> `liif_jax/configs.py:X.yaml` (which converts
+    the official YAML), nothing -> the quickstart."""
     out = list(argv)
-    for i, arg in enumerate(out):
-        name, eq, value = arg.partition("=")
-        if name not in ("--config", "-config"):
-            continue
-        at = i if eq else i + 1  # --config=X.yaml, or --config X.yaml
-        value = value if eq else (out[at] if at < len(out) else "")
-        if value.endswith((".yaml", ".yml")):
-            out[at] = (f"{name}=" if eq else "") + f"{_CONFIGS_PY}:{value}"
+    config, photos = _flag_at(out, "config"), _flag_at(out, "photos")
+    if photos is not None:
+        if config is not None:
+            raise app.UsageError("give --photos FOLDER or --config FILE, not both (the --config.KEY=VALUE overrides "
+                                 "apply to either)")
+        if any(_flag_at(out, f) for f in ("distributed", "coordinator_address", "num_processes", "process_id")):
+            raise app.UsageError("--photos trains on one host (all its devices); for several hosts, write a config "
+                                 "from liif_jax/own_photos.py or experiments/configs/photos-edsr-baseline-liif.py")
+        from liif_jax import own_photos
+
+        own_photos.list_photos(photos[2])  # a missing or empty folder: one line, before any config is built
+        return out[:1] + [f"--config={_OWN_PHOTOS_PY}:{photos[2]}"] + out[1:]  # before the overrides
+    if config is None:
+        return out[:1] + [f"--config={_QUICKSTART}"] + out[1:]
+    i, at, value = config
+    if value.endswith((".yaml", ".yml")):
+        out[at] = (f"{out[i].partition('=')[0]}=" if at == i else "") + f"{_CONFIGS_PY}:{value}"
     return out
+
+
+def unknown_key(argv: list[str]) -> str | None:
+    """The first `--config.A.B.C` override of argv that names no key of the config, said in one
+    line with the keys at that level; None if every override names a key."""
+    config = config_flags_lib.ConfigFileFlagParser(name="config").parse(_flag_at(argv, "config")[2])
+    for arg in argv:
+        flag = arg.partition("=")[0].lstrip("-")
+        if not flag.startswith(("config.", "noconfig.")):
+            continue
+        path = flag.partition(".")[2].split(".")
+        node = config
+        for depth, key in enumerate(path):
+            where = "config" + "".join(f".{k}" for k in path[:depth])
+            if not isinstance(node, ml_collections.ConfigDict):
+                return f"--config.{'.'.join(path)}: {where} is a {type(node).__name__}, not a group of keys"
+            if key not in node:
+                close = difflib.get_close_matches(key, list(node.keys()), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                return (f"--config.{'.'.join(path)}: {where} has no key {key!r}{hint}; it has: "
+                        f"{', '.join(sorted(node.keys()))}")
+            node = node[key]
+    return None
+
+
+def _unknown_key_or_none(argv: list[str]) -> str | None:
+    try:
+        return unknown_key(argv)
+    except Exception:  # the config itself fails to load: ml_collections' own message follows
+        return None
 
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl parsing, with a one-line error for a config key that does not exist."""
-    argv = official_yaml_to_config_file(argv)
     try:
+        argv = explicit_config(argv)
         return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as e:  # raised by ml_collections for --config.<unknown key>
-        msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+    except (AttributeError, KeyError, TypeError) as e:  # ml_collections, for --config.<unknown key>
+        msg = _unknown_key_or_none(argv) or str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
         print(f"error: unknown config key in the command line: {msg}", file=sys.stderr)
+        sys.exit(2)
+    except (app.UsageError, ValueError) as e:  # ImageError is a ValueError: --photos FOLDER
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except (flags.Error, config_flags_lib.UnsupportedOperationError) as e:
         print(f"error: {e}\nPass --helpfull for the flags.", file=sys.stderr)
