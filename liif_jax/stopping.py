@@ -9,7 +9,8 @@ process at once (the grain workers follow it: `pipeline` makes them exit with th
 Several processes (`jax.distributed`): JAX's preemption service owns SIGTERM and makes every
 process stop at one common step (`train_lib.stop_point`); SIGINT is passed on to it as SIGTERM, so
 Ctrl-C stops a multi-process run the same way. Only the main thread can install signal handlers;
-elsewhere (a training thread in a notebook, say) signals keep their usual meaning.
+elsewhere (a training thread in a notebook, say) signals keep their usual meaning, and so does a
+signal that the parent process set to be ignored (`nohup`, a background job of a script).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class StopRequest:
     def __init__(self, forward_sigint: bool = False):
         self.signum: int | None = None
         self.defer = False
-        self.where = "before the first step"
+        self.where = "before training started; nothing new was saved"
         self._signals = (signal.SIGINT,) if forward_sigint else (signal.SIGINT, signal.SIGTERM)
         self._forward = forward_sigint
         self._saved: dict[int, object] = {}
@@ -61,7 +62,9 @@ class StopRequest:
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
-            self._saved = {sig: signal.signal(sig, self._handle) for sig in self._signals}
+            # A signal ignored by whoever started the process (nohup, `cmd &` in a script) stays ignored.
+            mine = [sig for sig in self._signals if signal.getsignal(sig) is not signal.SIG_IGN]
+            self._saved = {sig: signal.signal(sig, self._handle) for sig in mine}
         return self
 
     def __exit__(self, *exc) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import pathlib
+import signal
 import socket
 import sys
 import time
@@ -51,6 +52,14 @@ config_flags.DEFINE_config_file("config", None, "experiment config file (default
 
 
 def main(argv: list[str]) -> None:
+    try:
+        _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before training took over the signal (imports, cluster start)
+        print("stopped before training started; nothing was saved", flush=True)
+        sys.exit(128 + signal.SIGINT)
+
+
+def _main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:  # progress lines only; orbax/grain INFO logs with --verbosity=0
