@@ -3,8 +3,8 @@
 A checkpoint directory is an orbax `CheckpointManager` directory: `<dir>/<step>/` holds the item
 `params`, the JSON item `meta` (the official model spec, so a checkpoint describes its own model),
 and, for training runs, `opt_state` and `data_iter`. `load_model` accepts any of:
-an official `.pth`, a training workdir (`<workdir>/checkpoints`), a manager directory, or one
-step directory.
+an official `.pth`, a training workdir (`<workdir>/checkpoints`), a manager directory, one
+step directory, or a shipped model by name (`pretrained:edsr-baseline-liif`, `liif_jax.shipped`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from liif_jax import shipped
 from liif_jax.models import Model, Spec, build_model
 from liif_jax.pth import OFFICIAL_SUFFIXES, CheckpointError
 from liif_jax.spec import SpecError, check_spec
@@ -52,8 +53,8 @@ def _is_step_dir(path: pathlib.Path) -> bool:
 
 
 def resolve(path: str | os.PathLike, step: int | None = None) -> tuple[pathlib.Path, int]:
-    """(manager directory, step) for a workdir, manager directory or step directory."""
-    path = pathlib.Path(path).resolve()
+    """(manager directory, step) for a workdir, manager directory, step directory or shipped model."""
+    path = pathlib.Path(shipped.model_path(path)).resolve()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file or directory")
     if _is_step_dir(path):
@@ -118,7 +119,7 @@ def restore_params(manager_dir: pathlib.Path, step: int, abstract_params: Any) -
 
 
 def load_model(path: str | os.PathLike, step: int | None = None, dtype=None) -> tuple[Model, Any]:
-    """(model, params) from an official `.pth` or any liif_jax checkpoint location."""
+    """(model, params) from an official `.pth`, any liif_jax checkpoint location or `pretrained:NAME`."""
     if str(path).endswith(OFFICIAL_SUFFIXES):
         return load_official(path, dtype)
     manager_dir, step = resolve(path, step)

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         "training workdir / checkpoint (dropping optimizer and data state, e.g. to ship a model); "
         "or, when OUTPUT ends in .pth, export a liif_jax model for the official PyTorch code.",
     )
-    parser.add_argument("input", help="official checkpoint (.pth), training workdir, or liif_jax checkpoint directory")
+    parser.add_argument("input", help="official checkpoint (.pth), training workdir, liif_jax checkpoint directory, "
+                        "or the shipped model by name (pretrained:edsr-baseline-liif)")
     parser.add_argument(
         "output", help="directory for the orbax checkpoint (must not exist or be empty), or a new official .pth file"
     )

@@ -1,9 +1,10 @@
 """`python -m liif_jax.demo --input IN.png --model MODEL --resolution H,W --output OUT.png`.
 
-The official demo.py's flags and output: MODEL is an official `.pth` or a liif_jax checkpoint
-(training workdir, checkpoint directory or step directory). `--scale S` instead of `--resolution`
-asks for round(S x) the input size. `--zoom FRAMES --scale S --output zoom.webp` (or .gif) makes
-an animated zoom from x1 to xS into the centre instead (`liif_jax.zoom`).
+The official demo.py's flags and output: MODEL is an official `.pth`, a liif_jax checkpoint
+(training workdir, checkpoint directory or step directory), or the shipped model by name
+(`pretrained:edsr-baseline-liif`). `--scale S` instead of `--resolution` asks for round(S x) the
+input size. `--zoom FRAMES --scale S --output zoom.webp` (or .gif) makes an animated zoom from x1
+to xS into the centre instead (`liif_jax.zoom`).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray, frame_h
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m liif_jax.demo", description="Render an image at any resolution with LIIF.")
     parser.add_argument("--input", required=True, help=f"input image ({imaging.FORMATS_TEXT}; converted to RGB)")
-    parser.add_argument("--model", required=True, help="official .pth, liif_jax workdir or checkpoint directory")
+    parser.add_argument("--model", required=True, help="official .pth, liif_jax workdir or checkpoint directory, "
+                        "or the shipped model by name: pretrained:edsr-baseline-liif")
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--resolution", type=parse_resolution, help="output size H,W")
     size.add_argument("--scale", type=float, help="output size as a multiple of the input size, e.g. 4 or 2.5")

@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m liif_jax.evaluate",
         description="PSNR of LIIF and bicubic over an image set, as the official test.py.",
     )
-    parser.add_argument("--model", required=True, help="official .pth, liif_jax workdir or checkpoint directory")
+    parser.add_argument("--model", required=True, help="official .pth, liif_jax workdir or checkpoint directory, "
+                        "or the shipped model by name: pretrained:edsr-baseline-liif")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument(
         "--config", help="an official test config (configs/test/test-div2k-4.yaml ...): data, scale and protocol from it"

@@ -12,7 +12,7 @@ import sys
 import jax
 import ml_collections
 
-from liif_jax import checkpoints, datasets, train_data
+from liif_jax import checkpoints, datasets, shipped, train_data
 from liif_jax.models import Model, describe
 
 
@@ -43,8 +43,9 @@ def final_evaluation(config: ml_collections.ConfigDict, model: Model, params, wo
     Prints the table, whether the run beats bicubic yet and what its recipe still plans
     (`progress`), and where the run is, and writes `final_eval.json`; `config.final_eval` holds
     `dataset` (a source spec), `scales` (empty: skipped), `protocol` and, optionally,
-    `compare_with`: another model (a checkpoint path) to show on the same images, in the same table,
-    and `center_crop`: evaluate the central N x N pixels of each image (large photographs on a CPU).
+    `compare_with`: another model (a checkpoint path or `pretrained:NAME`) to show on the same
+    images, in the same table, and `center_crop`: evaluate the central N x N pixels of each image
+    (large photographs on a CPU).
     """
     fe = config.final_eval
     if not fe.scales or jax.process_index() != 0:
@@ -65,7 +66,8 @@ def final_evaluation(config: ml_collections.ConfigDict, model: Model, params, wo
     if fe.get("compare_with"):
         other, other_params = checkpoints.load_model(fe.compare_with)
         other_results = evaluate.evaluate(other, other_params, source, list(fe.scales), fe.protocol, progress=False)
-        rows[f"{pathlib.Path(fe.compare_with).name} ({describe(other)})"] = report.aggregate(other_results)
+        label = fe.compare_with if fe.compare_with.startswith(shipped.PRETRAINED_PREFIX) else pathlib.Path(fe.compare_with).name
+        rows[f"{label} ({describe(other)})"] = report.aggregate(other_results)
     print(report.format_comparison(rows), flush=True)
     if progress is not None:
         print(report.verdict(ours, progress.steps_done, progress.recipe_steps, progress.eta), flush=True)

@@ -1,7 +1,9 @@
-"""`python -m liif_jax.train --workdir DIR [--config experiments/configs/X.py | --photos FOLDER] [--config.KEY=VALUE ...]`.
+"""`python -m liif_jax.train --workdir DIR [--config NAME | PATH.py | PATH.yaml | --photos FOLDER] [--config.KEY=VALUE ...]`.
 
-`--config` may also be an official training YAML (`configs/train-div2k/train_edsr-baseline-liif.yaml`),
-read by `liif_jax.configs.from_official_yaml`; `--photos FOLDER` trains on one's own photographs
+`--config` is a shipped config by name (`edsr-baseline-liif`: `experiments/configs/edsr-baseline-liif.py`,
+found wherever the package is installed, see `liif_jax.shipped`; default `quickstart`), the path of
+a config file, or an official training YAML (`configs/train-div2k/train_edsr-baseline-liif.yaml`),
+read by `liif_jax.configs.from_official_yaml`. `--photos FOLDER` trains on one's own photographs
 with the recipe of `liif_jax/own_photos.py` for this machine. Started again on the same DIR, it
 resumes from the last checkpoint, data iterator included.
 
@@ -28,6 +30,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as config_flags_lib
 
+from liif_jax import shipped
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and the resolved config", required=True)
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "several processes: call jax.distributed.initialize(), which detects SLURM, Open MPI, "
@@ -43,12 +47,12 @@ _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
 _PHOTOS = flags.DEFINE_string(
     "photos", None, "train on the photographs under this folder (and its sub-folders) with the recipe for this "
     "machine, holding a few out for validation (liif_jax/own_photos.py); instead of --config")
-_QUICKSTART = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs" / "quickstart.py"
 _CONFIGS_PY = pathlib.Path(__file__).resolve().parent / "configs.py"
 _OWN_PHOTOS_PY = pathlib.Path(__file__).resolve().parent / "own_photos.py"
 # No default here: ml_collections would load it, and apply the --config.KEY overrides, at import
 # time, outside `parse_flags`; `explicit_config` names the quickstart when --config is absent.
-config_flags.DEFINE_config_file("config", None, "experiment config file (default: the quickstart)", lock_config=True)
+config_flags.DEFINE_config_file("config", None, "a shipped config's name (quickstart, edsr-baseline-liif, ...), a "
+                                "config file, or an official training .yaml (default: quickstart)", lock_config=True)
 
 
 def main(argv: list[str]) -> None:
@@ -131,15 +135,37 @@ def _flag_at(argv: list[str], name: str) -> tuple[int, int, str] | None:
     return None
 
 
+def config_file_argument(value: str) -> str:
+    """What `--config VALUE` hands to ml_collections: a shipped config's name -> its file,
+    `X.yaml` -> `liif_jax/configs.py:X.yaml` (which converts the official YAML), a path unchanged."""
+    if value.endswith((".yaml", ".yml")):
+        return f"{_CONFIGS_PY}:{value}"
+    if shipped.is_config_name(value) and not pathlib.Path(value).is_file():
+        return str(shipped.config_path(value))
+    return value
+
+
+def resolve_config_flag(argv: list[str]) -> list[str]:
+    """argv with `--config VALUE` (or `--config=VALUE`) passed through `config_file_argument`."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        name, eq, value = arg.partition("=")
+        if name not in ("--config", "-config"):
+            continue
+        at = i if eq else i + 1  # --config=VALUE, or --config VALUE
+        if at < len(out):
+            out[at] = (f"{name}=" if eq else "") + config_file_argument(value if eq else out[at])
+    return out
+
+
 def explicit_config(argv: list[str]) -> list[str]:
-    """argv with `--config` naming the config file ml_collections loads: `--photos FOLDER` ->
-    `liif_jax/own_photos.py:FOLDER`, `X.yaml` -> `liif_jax/configs.py:X.yaml` (which converts
-    the official YAML), nothing -> the quickstart."""
+    """argv with `--config` naming the config file ml_collections loads (`resolve_config_flag`):
+    `--photos FOLDER` -> `liif_jax/own_photos.py:FOLDER`, nothing -> the quickstart."""
     out = list(argv)
     config, photos = _flag_at(out, "config"), _flag_at(out, "photos")
     if photos is not None:
         if config is not None:
-            raise app.UsageError("give --photos FOLDER or --config FILE, not both (the --config.KEY=VALUE overrides "
+            raise app.UsageError("give --photos FOLDER or --config, not both (the --config.KEY=VALUE overrides "
                                  "apply to either)")
         if any(_flag_at(out, f) for f in ("distributed", "coordinator_address", "num_processes", "process_id")):
             raise app.UsageError("--photos trains on one host (all its devices); for several hosts, write a config "
@@ -149,11 +175,11 @@ def explicit_config(argv: list[str]) -> list[str]:
         own_photos.list_photos(photos[2])  # a missing or empty folder: one line, before any config is built
         return out[:1] + [f"--config={_OWN_PHOTOS_PY}:{photos[2]}"] + out[1:]  # before the overrides
     if config is None:
-        return out[:1] + [f"--config={_QUICKSTART}"] + out[1:]
-    i, at, value = config
-    if value.endswith((".yaml", ".yml")):
-        out[at] = (f"{out[i].partition('=')[0]}=" if at == i else "") + f"{_CONFIGS_PY}:{value}"
-    return out
+        return out[:1] + [f"--config={shipped.config_path('quickstart')}"] + out[1:]
+    try:
+        return resolve_config_flag(out)
+    except ValueError as e:  # an unknown config name
+        raise app.UsageError(f"--config: {e}") from None
 
 
 def unknown_key(argv: list[str]) -> str | None:
@@ -203,5 +229,10 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """`python -m liif_jax.train` and the `liif-train` command."""
     app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -10,7 +10,7 @@ from liif_jax import checkpoints, final_eval
 from liif_jax.configs import base_config, liif_spec
 from liif_jax.models import build_model, describe
 
-SHIPPED = REPO / "experiments" / "pretrained" / "edsr-baseline-liif"
+SHIPPED = "pretrained:edsr-baseline-liif"  # experiments/pretrained/edsr-baseline-liif
 
 
 def test_describe_names_the_architecture_from_the_spec():
@@ -26,7 +26,7 @@ def test_the_shipped_model_loads_and_the_quickstart_compares_with_it():
     assert describe(model) == "EDSR-baseline 16x64, MLP 256x4"
     assert sum(x.size for x in jax.tree.leaves(params)) == 1_567_299
     quick = load_module(REPO / "experiments" / "configs" / "quickstart.py").get_config()
-    assert quick.final_eval.compare_with == str(SHIPPED)
+    assert quick.final_eval.compare_with == SHIPPED
     assert quick.data.train.wrapper.args.inp_size == 32 and "32 px" in load_module(REPO / "experiments" / "configs" / "quickstart.py").__doc__
 
 
@@ -39,7 +39,7 @@ def test_training_ends_with_both_models_against_bicubic_and_the_workdir(tmp_path
     c = base_config(tiny(8, 16), {"name": "samples", "args": {"split": "train"}}, None)
     c.final_eval.dataset = {"name": "image-folder", "args": {"root_path": str(tmp_path / "held")}}
     c.final_eval.scales = (3,)
-    c.final_eval.compare_with = str(SHIPPED)
+    c.final_eval.compare_with = SHIPPED
     model = build_model(tiny(8, 16))
     workdir = tmp_path / "quick"
     workdir.mkdir()
@@ -47,7 +47,7 @@ def test_training_ends_with_both_models_against_bicubic_and_the_workdir(tmp_path
     final_eval.final_evaluation(c, model, params, workdir)
     out = capsys.readouterr().out
     assert "held-out evaluation (div2k protocol, 2 images: a.png, b.png; PSNR in dB):" in out
-    assert "| scale | bicubic (dB) | quick (EDSR-baseline 1x8, MLP 16x1) (dB) | gain | edsr-baseline-liif (EDSR-baseline 16x64, MLP 256x4) (dB) | gain |" in out
+    assert "| scale | bicubic (dB) | quick (EDSR-baseline 1x8, MLP 16x1) (dB) | gain | pretrained:edsr-baseline-liif (EDSR-baseline 16x64, MLP 256x4) (dB) | gain |" in out
     [row] = [line for line in out.splitlines() if line.startswith("| x3 |")]
     assert len(row.split("|")) == 8 and np.isfinite(float(row.split("|")[2]))
     assert f"the run is in {workdir}" in out and f"  {final_eval.python_command()} -m liif_jax.demo --model {workdir}" in out

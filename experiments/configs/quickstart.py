@@ -1,18 +1,14 @@
 """Quick start: a small LIIF on the photographs shipped inside scikit-image, minutes on a CPU.
 
 Six photographs train, two (chelsea, coffee) are held out for validation and the final table,
-where the shipped EDSR-baseline-LIIF (experiments/pretrained/, trained on a GPU) is shown beside
-this run. The encoder (4 blocks x 32 features) and MLP (128 x 2) are smaller than the paper's, and
-the inputs are 32 px crops with 1024 sampled pixels in batches of 8 (the paper: 48 px, 2304, 16),
-so that a laptop CPU shows learning in a few minutes; the recipe is otherwise the official one
-(random scale x1-x4, L1, Adam).
+where the shipped EDSR-baseline-LIIF (`pretrained:edsr-baseline-liif`, in experiments/pretrained/,
+trained on a GPU) is shown beside this run. The encoder (4 blocks x 32 features) and MLP
+(128 x 2) are smaller than the paper's, and the inputs are 32 px crops with 1024 sampled pixels
+in batches of 8 (the paper: 48 px, 2304, 16), so that a laptop CPU shows learning in a few
+minutes; the recipe is otherwise the official one (random scale x1-x4, L1, Adam).
 """
 
-import pathlib
-
 from liif_jax.configs import base_config, downsampled, liif_spec
-
-SHIPPED = pathlib.Path(__file__).resolve().parents[1] / "pretrained" / "edsr-baseline-liif"
 
 
 def get_config():
@@ -31,5 +27,5 @@ def get_config():
     # At the end: LIIF vs bicubic on the held-out photographs, with the paper's DIV2K protocol.
     c.final_eval.dataset = val
     c.final_eval.scales = (2, 3, 4, 6, 12)
-    c.final_eval.compare_with = str(SHIPPED)  # '' to skip
+    c.final_eval.compare_with = "pretrained:edsr-baseline-liif"  # a model name or path; '' to skip
     return c
