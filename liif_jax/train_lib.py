@@ -313,6 +313,10 @@ def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds,
             log_now = step % config.log_every_steps == 0 or step == num_steps or stopping
             ckpt_now = step % checkpoint_every == 0 or step == num_steps or stopping
             eval_now = val_ds is not None and (step % eval_every == 0 or step == num_steps) and not stopping
+            if step == start + 1 and not log_now:  # a sign of life before the first progress line
+                jax.block_until_ready(loss)
+                say(f"step {step}/{num_steps} compiled and ran in {format_duration(time.perf_counter() - t_start)}; "
+                    f"progress every {config.log_every_steps} steps", flush=True)
             if not (log_now or ckpt_now or eval_now):
                 continue
             values = np.asarray(jax.device_get(losses))

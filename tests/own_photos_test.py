@@ -100,7 +100,7 @@ def test_one_command_trains_tells_where_it_stands_and_resumes(folder, tmp_path):
     assert f"4 photographs under {folder} train; 1 held out for validation and the final table: chelsea.png" in out
     [cache_line] = [line for line in out.splitlines() if line.startswith("image cache ")]
     assert cache_line.startswith(f"image cache {workdir / 'cache'}/my photos-") and "5 decoded image(s)" in cache_line
-    assert "step 2/6" in out and "step 3/6  val_psnr" in out
+    assert "step 1/6 compiled and ran in " in out and "step 2/6" in out and "step 3/6  val_psnr" in out
     assert "| x2 |" in out and "BELOW BICUBIC at x2" in out
     r = own_photos.RECIPES["cpu"]  # its crops per epoch, here in batches of 4 from 4 photographs
     recipe_steps = r["epochs"] * math.ceil(4 * math.ceil(r["epoch_steps"] * r["batch_size"] / 4) / 4)
