@@ -257,5 +257,6 @@ def verdict(rows: Sequence[ScaleResult], steps_done: int, recipe_steps: int, eta
         return (f"The run is still BELOW BICUBIC at {where}: {steps_done} steps are {100 * steps_done / recipe_steps:.0f}% "
                 f"of the {recipe_steps} its recipe plans (the length of its learning-rate schedule). To continue it, run "
                 f"the same command with --config.num_steps={recipe_steps} ({more}).")
-    return (f"The run is still BELOW BICUBIC at {where} after the {recipe_steps} steps its recipe plans. Train "
-            f"longer: the same command with --config.num_steps={2 * recipe_steps} continues it; more photographs help too.")
+    past = "the length its recipe plans" if steps_done == recipe_steps else f"past the {recipe_steps} its recipe plans"
+    return (f"The run is still BELOW BICUBIC at {where} after {steps_done} steps, {past}. Train longer: the same "
+            f"command with --config.num_steps={2 * steps_done} continues it; more photographs help too.")

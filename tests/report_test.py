@@ -154,4 +154,7 @@ def test_verdict_says_plainly_where_the_run_stands_against_bicubic():
     assert short.startswith("The run is still BELOW BICUBIC at x2 (-1.50 dB), x4 (-0.25 dB): 100 steps are 3% of the 3000 its recipe plans")
     assert short.endswith("run the same command with --config.num_steps=3000 (2900 more steps, about 14m10s at this run's speed).")
     done = report.verdict(rows(-0.1, 0.1, 0.1), 3000, 3000)
-    assert "BELOW BICUBIC at x2 (-0.10 dB) after the 3000 steps its recipe plans" in done and "--config.num_steps=6000" in done
+    assert "BELOW BICUBIC at x2 (-0.10 dB) after 3000 steps, the length its recipe plans." in done
+    assert "--config.num_steps=6000 continues it" in done
+    past = report.verdict(rows(-0.1, 0.1, 0.1), 6000, 3000)
+    assert "after 6000 steps, past the 3000 its recipe plans." in past and "--config.num_steps=12000" in past
