@@ -176,7 +176,8 @@ def programs(
     mlp_dtype: Dtype = None,
 ) -> dict[str, jax.stages.Lowered]:
     """The render's two programs (encode a tile, query a block), lowered for their shapes without
-    running them: for compiling ahead of time and for their `memory_analysis()`."""
+    running them: for compiling ahead of time and for their `memory_analysis()`. `program_runs`
+    says how many times a render runs each."""
     p = plan(model, in_hw, out_hw, tile)
     batch_queries = default_batch_queries() if batch_queries is None else batch_queries
     spec = lambda shape, dtype=jnp.float32: jax.ShapeDtypeStruct(shape, dtype)
@@ -188,3 +189,11 @@ def programs(
     query = query_block.lower(model, params, grid, lattice, spec((4, 2)), spec((2,), jnp.int32), spec((2,), jnp.int32),
                               (p.rows.block, p.cols.block), batch_queries, unit_range, mlp_dtype)
     return {"encode_tile": encode, "query_block": query}
+
+
+def program_runs(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int], tile: int = DEFAULT_TILE) -> dict[str, int]:
+    """How many times `render` runs each of `programs`' programs for one image of these sizes."""
+    p = plan(model, in_hw, out_hw, tile)
+    n_rows, n_cols = len(p.rows.outputs), len(p.cols.outputs)
+    blocks = sum(len(p.rows.blocks(i)) * len(p.cols.blocks(j)) for i in range(n_rows) for j in range(n_cols))
+    return {"encode_tile": p.n_tiles, "query_block": blocks}

@@ -5,8 +5,12 @@ import os
 import pathlib
 import types
 
-import jax
-import pytest
+# The tests run on the CPU. With libtpu or the CUDA plugin installed (the aot extras) and no such
+# device, JAX would otherwise try those backends first, with seconds of warnings per process.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 

@@ -27,8 +27,10 @@ import liif_jax
 from conftest import REPO
 
 # What the wheel carries besides the package's modules: experiments/configs (configs and their
-# split files) and experiments/pretrained (the shipped model and its provenance), as liif_jax/_shipped/.
-SHIPPED = {"configs": ["*.py", "splits/*.json"], "pretrained": ["*.md", "*.json", "*.jsonl", "edsr-baseline-liif/**/*"]}
+# split files), experiments/pretrained (the shipped model and its provenance) and experiments/targets
+# (GPU descriptions for liif_jax.aot), as liif_jax/_shipped/.
+SHIPPED = {"configs": ["*.py", "splits/*.json"], "pretrained": ["*.md", "*.json", "*.jsonl", "edsr-baseline-liif/**/*"],
+           "targets": ["README.md", "*.txtpb"]}
 DIST_INFO = {"METADATA", "WHEEL", "RECORD", "entry_points.txt", "top_level.txt", "licenses/LICENSE"}
 SCRIPTS = {"liif-train": "liif_jax.train:run", "liif-evaluate": "liif_jax.evaluate:main",
            "liif-demo": "liif_jax.demo:main", "liif-convert": "liif_jax.convert:main"}
