@@ -196,12 +196,11 @@ def test_missing_data_folder_is_named(tmp_path):
         train_lib.train_and_evaluate(cfg, tmp_path / "wd")
 
 
-@pytest.mark.parametrize("config", [CLI[-2:], []], ids=["--config", "default"])
-@pytest.mark.parametrize("key, level, keys", [
-    ("num_stepz=3", "config has no key 'num_stepz' (did you mean 'num_steps'?)", "checkpoint_every_steps, compute_dtype"),
-    ("data.train.dataset.args.root_path=/photos", "config.data.train.dataset.args has no key 'root_path'", "repeat, split"),
-    ("final_eval.scales.x=3", "config.final_eval.scales is a tuple, not a group of keys", ""),
-])
+@pytest.mark.parametrize("config, key, level, keys", [
+    (CLI[-2:], "num_stepz=3", "config has no key 'num_stepz' (did you mean 'num_steps'?)", "checkpoint_every_steps, compute_dtype"),
+    ([], "data.train.dataset.args.root_path=/photos", "config.data.train.dataset.args has no key 'root_path'", "repeat, split"),
+    ([], "final_eval.scales.x=3", "config.final_eval.scales is a tuple, not a group of keys", ""),
+], ids=["--config", "default config, nested", "default config, in a tuple"])
 def test_unknown_config_key_is_a_one_line_error(tmp_path, config, key, level, keys):
     """The key, the level of the config it is missing from, and the keys there (the quickstart
     has no root_path: its photographs are built in), with or without --config."""
