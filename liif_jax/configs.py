@@ -67,8 +67,8 @@ def base_config(model: dict[str, Any], train_dataset: dict[str, Any], val_datase
 def div2k_config(model: dict[str, Any], root: str = "load/div2k", **kw) -> ml_collections.ConfigDict:
     """Official DIV2K setup: train HR x20 per epoch (1000 steps), validate on 10 valid images x160.
 
-    Training images are decoded once into memory-mapped .npy files (`cache: bin`, ~3 GB beside
-    the data set, or at `cache_dir`) that the grain workers share.
+    Training images are decoded once into memory-mapped .npy files (`cache: bin`, ~3 GB) that the
+    grain workers share, under the run's workdir; set `cache_dir` to share them between runs.
     """
     train = {"name": "image-folder", "args": {"root_path": f"{root}/DIV2K_train_HR", "repeat": 20, "cache": "bin"}}
     val = {"name": "image-folder", "args": {"root_path": f"{root}/DIV2K_valid_HR", "first_k": 10, "repeat": 160, "cache": True}}

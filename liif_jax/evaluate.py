@@ -285,6 +285,8 @@ def read_official_test_config(path: str | os.PathLike) -> OfficialTest:
     args = dict(wrapper.get("args") or {})
     if args.get("inp_size") is not None or args.get("sample_q") is not None:
         raise ValueError(f"--config {where}: the wrapper crops or samples (inp_size / sample_q); a test uses whole images")
+    # A test reads each image once: the official `cache` (bin files beside the data) would only write files.
+    dataset["args"] = {k: v for k, v in (dataset.get("args") or {}).items() if k != "cache"}
     source = datasets.make_source(dataset, f"--config {where}: test_dataset.dataset")
     if wrapper.get("name") == "sr-implicit-downsampled":
         scale = float(args.get("scale_min", 1))

@@ -83,7 +83,7 @@ def test_celebahq_config_reads_the_official_data_layout(tmp_path, monkeypatch):
     batches of whole 64 px faces with 64..128 px targets, validation on the fixed x2 pairs."""
     from PIL import Image
 
-    from liif_jax import train_lib
+    from liif_jax import train_data
 
     root = tmp_path / "load" / "celebAHQ"
     names = [f"{k:05d}.jpg" for k in range(6)]
@@ -96,11 +96,11 @@ def test_celebahq_config_reads_the_official_data_layout(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     c = load(next(p for p in CONFIGS if p.stem == "celebAHQ-64-128-liif"))
     c.num_workers = 0
-    it, steps_per_epoch = train_lib.train_iterator(c)
+    it, steps_per_epoch = train_data.train_iterator(c, cache_root=tmp_path / "cache")
     batch = next(it)
     assert steps_per_epoch == 1 and batch["inp"].shape == (16, 64, 64, 3) and batch["coord"].shape == (16, 1024, 2)
     assert set(np.rint(2 / batch["cell"][:, 0, 0]).astype(int)) <= {64, 85, 107, 128}  # round(64 + 64 i / 3)
-    val = next(iter(train_lib.val_dataset(c)))
+    val = next(iter(train_data.val_dataset(c, cache_root=tmp_path / "cache")))
     assert val["inp"].shape == (16, 64, 64, 3) and val["weight"].tolist() == [1] * 2 + [0] * 14  # padded batch
     assert np.allclose(val["cell"], 2 / 128) and list(val["scale"]) == [2] * 16
 
