@@ -2,8 +2,8 @@
 
     JAX_PLATFORMS=cpu python experiments/aot.py --target h100|h200|v5e-1|v5e-8|v4-8|v6e-1
         [--config quickstart,edsr-baseline-liif] [--programs train,render] [--dtype float32,bfloat16]
-        [--renders x4,x30,4k8k] [--render_config edsr-baseline-liif] [--tile 256] [--decoder xla|pallas]
-        [--batch_queries 30000] [--out experiments/results]
+        [--renders x4,x30,4k8k,INHxINW-OUTHxOUTW] [--render_config edsr-baseline-liif] [--tile 256]
+        [--decoder xla|pallas] [--batch_queries 30000] [--out experiments/results]
 
 Needs the target's extra (`pip install -e ".[aot-tpu]"` or `".[aot-gpu]"`); no accelerator. For each
 config and dtype it compiles the training step (`liif_jax.aot.train_step`: the config's model,
@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shlex
 import sys
 
@@ -52,7 +53,8 @@ _CONFIGS = flags.DEFINE_list("config", ["quickstart", "edsr-baseline-liif"],
                              "training configs: names in experiments/configs/ or paths to such .py files")
 _PROGRAMS = flags.DEFINE_list("programs", ["train", "render"], "train, render")
 _DTYPES = flags.DEFINE_list("dtype", ["float32", "bfloat16"], "compute dtypes: float32 (TF32 on a GPU), bfloat16")
-_RENDERS = flags.DEFINE_list("renders", list(RENDERS), f"render cases, of {', '.join(RENDERS)}")
+_RENDERS = flags.DEFINE_list("renders", list(RENDERS),
+                             f"render cases: {', '.join(RENDERS)}, or any sizes as INHxINW-OUTHxOUTW (339x510-1356x2040)")
 _RENDER_CONFIG = flags.DEFINE_string("render_config", "edsr-baseline-liif", "config whose model renders")
 _TILE = flags.DEFINE_integer("tile", None, "input pixels per render tile side (0: whole image; default: the render's "
                              "own choice by memory on the target, `render.choose_tile`)")
@@ -72,6 +74,16 @@ def load_config(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
+
+
+def render_sizes(case: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    if case in RENDERS:
+        return RENDERS[case]
+    m = re.fullmatch(r"(\d+)x(\d+)-(\d+)x(\d+)", case)
+    if not m or 0 in map(int, m.groups()):
+        raise app.UsageError(f"--renders: {case!r} is neither a case ({', '.join(RENDERS)}) nor INHxINW-OUTHxOUTW")
+    h, w, oh, ow = map(int, m.groups())
+    return (h, w), (oh, ow)
 
 
 def precision(t: aot.Target, dtype: str) -> str:
@@ -130,7 +142,7 @@ def run(t: aot.Target) -> dict:
             config = load_config(_RENDER_CONFIG.value)
             model = build_model(config.model.to_dict(), None if dtype == "float32" else jnp.bfloat16)
             for case in _RENDERS.value:
-                in_hw, out_hw = RENDERS[case]
+                in_hw, out_hw = render_sizes(case)
                 decoder = render.resolve_decoder(model, _DECODER.value, devs[0].platform)
                 settings = dict(precision=prec, batch_queries=_BATCH_QUERIES.value, decoder=decoder)
                 tile = _TILE.value
@@ -229,8 +241,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     for case in _RENDERS.value:
-        if case not in RENDERS:
-            raise app.UsageError(f"--renders: unknown case {case!r}; known: {', '.join(RENDERS)}")
+        render_sizes(case)  # a bad case fails before anything compiles
     t = aot.target(_TARGET.value)
     result = run(t)
     out = pathlib.Path(_OUT.value)

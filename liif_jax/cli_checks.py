@@ -103,5 +103,8 @@ def check_image_headers(source: Any) -> int:
     """Reads every image's header (format, size, pixel limit) before any is decoded; returns the count."""
     files = source_files(source)
     for f in files:
-        imaging.read_size(f)
+        try:
+            imaging.read_size(f)
+        except imaging.ImageError as err:
+            raise imaging.in_folder(err, f) from None
     return len(files)

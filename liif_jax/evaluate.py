@@ -8,7 +8,9 @@ as `sr-implicit-paired` (the official DIV2K x2-x4 and benchmark tables); `--spli
 load/celebAHQ/256 --split-file load/celebAHQ/split.json --split-key val --scale 8 --protocol
 plain`). `--tfds NAME` reads a prepared TFDS set (ArrayRecord, no TensorFlow) instead of folders.
 `--config configs/test/test-div2k-4.yaml` takes the data, scale and protocol from an official test
-config, as `python test.py --config` does.
+config, as `python test.py --config` does. Models of LTE's code (LTE, SwinIR encoders) are
+evaluated as LTE's test.py does: the cell clamped above x4 (`--scale-max`), and with `--window 8`
+the input padded as its SwinIR evaluation pads it.
 
 The library call `evaluate(model, params, source, scales, protocol)` is what the CLI, the training
 loop and a notebook share. A source is any sequence (a `liif_jax.sources` source, or a plain list) of
@@ -36,7 +38,8 @@ from liif_jax import cli_checks, configs, datasets, imaging, metrics, report, so
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import Model
-from liif_jax.render import CPU_BATCH_QUERIES, DECODERS, DEFAULT_BATCH_QUERIES, resolve_decoder, upscale
+from liif_jax.render import (CPU_BATCH_QUERIES, DECODERS, DEFAULT_BATCH_QUERIES, LTE_SCALE_MAX, lte_cell_factor,
+                             resolve_decoder, scale_max_for, upscale)
 
 PLOT_NAME = "psnr_vs_scale.png"
 
@@ -96,6 +99,15 @@ def crop_paired(lr: np.ndarray, hr: np.ndarray, scale: float) -> np.ndarray:
     return hr[: h_lr * scale, : w_lr * scale]
 
 
+def window_pad(lr: np.ndarray, window: int) -> np.ndarray:
+    """LTE's test.py `--window`: the input extended at the bottom and right by its mirror image (edge
+    pixel repeated) to the next multiple of the window above its size (a whole window more when it
+    is one already), as its SwinIR evaluation does."""
+    h, w = lr.shape[:2]
+    pad = ((0, (h // window + 1) * window - h), (0, (w // window + 1) * window - w), (0, 0))
+    return np.pad(lr, pad, mode="symmetric")
+
+
 def evaluate_one(
     model: Model,
     params: Any,
@@ -106,13 +118,28 @@ def evaluate_one(
     batch_queries: int | None = None,
     tile: int | None = None,
     decoder: str | None = None,
+    window: int = 0,
+    scale_max: float | None = None,
 ) -> Outcome:
-    """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`."""
+    """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`.
+
+    `scale_max`: LTE's cell clamp above that scale; `window`: LTE's padding of the input to a
+    multiple of the window (the output rendered for the padded input, then cropped to the HR size).
+    """
     if lr is None:
         lr, hr = downsample(hr, scale)
     else:
         hr = crop_paired(lr, hr, scale)
-    pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile, decoder=decoder)
+    factor = lte_cell_factor(scale, scale_max)
+    if window:
+        if scale != int(scale):
+            raise ValueError(f"--window needs an integer scale (LTE's test.py renders scale x the padded input), got {scale:g}")
+        padded = window_pad(lr, window)
+        out_hw = (int(scale) * padded.shape[0], int(scale) * padded.shape[1])
+        pred = upscale(model, params, to_float01(padded), out_hw, batch_queries, tile, decoder=decoder, cell_factor=factor)
+        pred = pred[: hr.shape[0], : hr.shape[1]]
+    else:
+        pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile, decoder=decoder, cell_factor=factor)
     bicubic = report.bicubic_upsample(lr, hr.shape[:2])
     gt = to_float01(hr)
     return Outcome(
@@ -133,6 +160,8 @@ def evaluate(
     on_result: Callable[[list[report.ImageResult]], None] | None = None,
     tile: int | None = None,
     decoder: str | None = None,
+    window: int = 0,
+    scale_max: float | None = None,
 ) -> list[report.ImageResult]:
     """Per-image results of every image of `source` at every scale, image-major.
 
@@ -157,7 +186,7 @@ def evaluate(
         for scale in scales:
             start = time.perf_counter()
             try:
-                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile, decoder)
+                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile, decoder, window, scale_max)
             except ValueError as err:
                 raise ImageError(f"{where} at scale {scale:g}: {err}") from err
             results.append(report.ImageResult(name, scale, outcome.psnr, outcome.bicubic_psnr))
@@ -287,6 +316,8 @@ def read_official_test_config(path: str | os.PathLike) -> OfficialTest:
     args = dict(wrapper.get("args") or {})
     if args.get("inp_size") is not None or args.get("sample_q") is not None:
         raise ValueError(f"--config {where}: the wrapper crops or samples (inp_size / sample_q); a test uses whole images")
+    # A test reads each image once: the official `cache` (bin files beside the data) would only write files.
+    dataset["args"] = {k: v for k, v in (dataset.get("args") or {}).items() if k != "cache"}
     source = datasets.make_source(dataset, f"--config {where}: test_dataset.dataset")
     if wrapper.get("name") == "sr-implicit-downsampled":
         scale = float(args.get("scale_min", 1))
@@ -347,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decoder", choices=DECODERS, help="xla, or pallas: the fused query kernel "
                         "(default: pallas on GPUs for the LIIF models it runs, xla elsewhere)")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--window", type=int, default=0, help="LTE's test.py --window (8 for SwinIR): pad each input "
+                        "with its mirror image to the next multiple of W above its size; default 0, no padding")
+    parser.add_argument("--scale-max", type=float, metavar="S", help="clamp the cell above this scale, as LTE's test.py "
+                        f"(cell x scale / S); default {LTE_SCALE_MAX} for models of LTE's code (LTE, SwinIR encoder), "
+                        "none for LIIF's; 0: never")
     parser.add_argument(
         "--save-images", metavar="DIR", help="write bicubic / LIIF / ground-truth crops (and a plot) here"
     )
@@ -398,15 +434,23 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
         raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
     if args.tile is not None and args.tile < 0:
         raise ValueError(f"--tile must be 0 (whole images) or positive, got {args.tile}")
+    if args.window < 0:
+        raise ValueError(f"--window must be 0 (no padding) or positive (8 for SwinIR), got {args.window}")
+    if args.window and any(s != int(s) for s in scales):
+        raise ValueError(f"--window needs integer scales, as LTE's test.py, got {','.join(f'{s:g}' for s in scales)}")
+    if args.scale_max is not None and not (math.isfinite(args.scale_max) and args.scale_max >= 0):
+        raise ValueError(f"--scale-max must be a number >= 0 (0: no cell clamp), got {args.scale_max}")
     cli_checks.check_image_headers(source)
     model, params = load_model(args.model, args.step)
     resolve_decoder(model, args.decoder)
+    scale_max = scale_max_for(model, args.scale_max)
+    clamp = f", cell clamped above x{scale_max:g}" if scale_max else ""
     print(f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
-          f"{protocol!r}", flush=True)
+          f"{protocol!r}{clamp}{f', window {args.window}' if args.window else ''}", flush=True)
     own_sink = sink is None
     sink = sink or JsonSink(args.json)
     results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names,
-                       on_result=sink, tile=args.tile, decoder=args.decoder)
+                       on_result=sink, tile=args.tile, decoder=args.decoder, window=args.window, scale_max=scale_max)
     if own_sink and sink.error is not None:
         raise sink.error
     return results

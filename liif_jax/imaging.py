@@ -83,8 +83,13 @@ def _open(path: str | os.PathLike) -> Iterator[Image.Image]:
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageError(
             f"cannot read image {where!r}: {err}. Check that the file exists and is a complete {FORMATS_TEXT} "
-            "image (other formats are refused whatever the file name says); re-extract it or remove it from the folder."
+            "image (other formats are refused whatever the file name says); re-extract or replace it."
         ) from err
+
+
+def in_folder(err: ImageError, path: str | os.PathLike) -> ImageError:
+    """`err`, about one image of a folder of them, with the other way out: leaving it out."""
+    return ImageError(f"{err} Or remove it from {os.fspath(pathlib.Path(path).parent)!r}.")
 
 
 def read_size(path: str | os.PathLike) -> tuple[int, int]:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from liif_jax import fused_query
-from liif_jax.coords import coord_affine
+from liif_jax.coords import centre, coord_affine
 from liif_jax.layers import Dtype, dense
 
 Params = Any
@@ -147,7 +147,7 @@ def neighbours(coord: jax.Array, cell: jax.Array, lat: Lattice, local_ensemble: 
     for sign in neighbour_signs(local_ensemble):
         c = coord if sign is None else coord + jnp.stack([lat.shift[sign[0], 0], lat.shift[sign[1], 1]])
         i = nearest_index(jnp.clip(c, np.float32(-CLAMP), np.float32(CLAMP)), lat.half)
-        rel = (coord - (lat.first + lat.step * i.astype(jnp.float32))) * lat.size
+        rel = (coord - centre(lat.first, lat.step, i.astype(jnp.float32))) * lat.size
         index.append(i - lat.origin)
         terms.append(jnp.concatenate([rel, cell * lat.size], axis=-1) if cell_decode else rel)
         areas.append(jnp.abs(rel[..., 0] * rel[..., 1]) + AREA_EPS)
@@ -161,6 +161,11 @@ def flat_rows(grid: jax.Array, index: jax.Array) -> jax.Array:
     """Rows of `grid` (B, gh, gw, D) seen as a (B * gh * gw, D) table, at window indices (..., B, Q, 2)."""
     b, gh, gw, _ = grid.shape
     return (jnp.arange(b, dtype=jnp.int32)[:, None] * gh + index[..., 0]) * gw + index[..., 1]
+
+
+def gather_rows(grid: jax.Array, local: jax.Array) -> jax.Array:
+    """grid (B, gh, gw, D) at window indices local (..., B, Q, 2) -> (..., B, Q, D), as one flat gather."""
+    return grid.reshape(-1, grid.shape[-1]).at[flat_rows(grid, local)].get(mode="promise_in_bounds")
 
 
 def first_layer(rows: jax.Array, terms: jax.Array, w_terms: jax.Array, b0: jax.Array) -> jax.Array:
@@ -189,9 +194,7 @@ def query(
     the relative cell (2). `mlp_rest` maps first-layer pre-activations (..., hidden) to outputs (..., out).
     """
     nb = neighbours(coord, cell, lat, local_ensemble, cell_decode=w_terms.shape[0] == 4)
-    table = grid.reshape(-1, grid.shape[-1])
-    rows = table.at[flat_rows(grid, nb.index)].get(mode="promise_in_bounds")
-    preds = mlp_rest(first_layer(rows, nb.terms, w_terms, b0))  # (n, B, Q, out): one stream of rows through the MLP
+    preds = mlp_rest(first_layer(gather_rows(grid, nb.index), nb.terms, w_terms, b0))  # (n, B, Q, out): one stream of rows through the MLP
     return jnp.sum(preds * nb.weights[..., None], axis=0)
 
 

@@ -10,7 +10,12 @@ prefetching, or on where a run was interrupted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grain
@@ -103,6 +108,52 @@ def _ensure_absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
+# The main process decides when a run stops (`liif_jax.stopping`); its workers must not die first.
+_MAIN_PROCESS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _worker_signals_blocked() -> Iterator[None]:
+    """Blocks SIGINT and SIGTERM in this thread while grain starts its worker processes (as
+    CPython's resource tracker is started): the threads created meanwhile, and the processes they
+    spawn, keep them blocked for life, so Ctrl-C to the process group or SIGTERM to the whole group
+    (systemd, docker) reaches the main process only, even while a worker is still starting up.
+    Pending signals are delivered to this thread when it unblocks them."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    # The first thread to make a multiprocessing lock starts the resource tracker, and then
+    # unblocks SIGINT and SIGTERM in itself: start it here, before blocking them.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_PROCESS_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _exit_with_parent() -> None:
+    """Ends this worker process as soon as its parent is gone, however that ended (SIGKILL, a
+    second Ctrl-C, a crash): grain's workers otherwise wait forever on a queue nobody reads."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of the pipe closes, i.e. when it exits
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_worker(index: int, count: int) -> None:
+    """grain's `worker_init_fn`, run first in every worker process."""
+    del index, count
+    _exit_with_parent()
+
+
 class _Rows:
     """Local element i -> example (first_batch + i // n) * B + rows[i % n] of the global stream:
     this process's part of every global batch, computed from indices alone (picklable for workers)."""
@@ -134,6 +185,7 @@ class TrainIterator(grain.DatasetIterator):
         self._ds, self._batch_size, self._rows = ds, batch_size, _check_rows(rows, batch_size)
         self._num_workers = num_workers
         self._next_example = 0
+        self._started = False  # whether the open grain iterator has started its workers
 
     def _open(self) -> grain.DatasetIterator:
         first = self._next_example // self._batch_size
@@ -143,14 +195,20 @@ class TrainIterator(grain.DatasetIterator):
         it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
         if self._num_workers > 0:
             _ensure_absl_flags_parsed()
-            it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._num_workers))
+            it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._num_workers),
+                                      worker_init_fn=_init_worker)
         return iter(it_ds)
 
     def __next__(self) -> Batch:
         self._assert_not_closed()
-        if self._iterator is None:
-            self._iterator = self._open()
-        batch = next(self._iterator)
+        if self._started:
+            batch = next(self._iterator)
+        else:  # grain creates its threads and starts its workers here
+            with self._starting_workers():
+                if self._iterator is None:
+                    self._iterator = self._open()
+                batch = next(self._iterator)
+            self._started = True
         self._next_example += self._batch_size
         if self._num_workers > 0:
             # Copy out of grain's shared memory: batches still held at interpreter exit would
@@ -169,14 +227,19 @@ class TrainIterator(grain.DatasetIterator):
 
     def start_prefetch(self) -> None:
         """Starts the workers now, e.g. while the model is being restored."""
-        if self._iterator is None:
-            self._iterator = self._open()
-        self._iterator.start_prefetch()
+        with self._starting_workers():
+            if self._iterator is None:
+                self._iterator = self._open()
+            self._iterator.start_prefetch()
+
+    def _starting_workers(self) -> contextlib.AbstractContextManager:
+        return _worker_signals_blocked() if self._num_workers > 0 else contextlib.nullcontext()
 
     def _close_inner(self) -> None:
         if self._iterator is not None:
             self._iterator.close()
             self._iterator = None
+            self._started = False
 
     def close(self) -> None:
         self._close_inner()

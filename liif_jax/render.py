@@ -5,7 +5,8 @@ each tile's output is queried in blocks of at most `max_block` x `max_block` pix
 compiled program. By default the tile is the largest whose two programs fit a share of the device's
 memory (`liif_jax.memory`): the whole image when it fits, bounded tiles when it does not. The output
 is the whole-image rendering's (`tile=0`) whatever the tiles, and finished blocks are copied to the
-host while the next computes. Encoders whose features are not local (RCAN) are encoded whole.
+host while the next computes. Encoders whose features are not local (RCAN, SwinIR) are encoded
+whole, and keep their whole feature map (SwinIR's is padded to its window).
 
 A block's queries go through the decoder in one of two ways (`decoder`):
 - "pallas": one fused kernel for all of them (`liif_jax.fused_query`: gather, MLP and ensemble on
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from liif_jax import liif, memory, tiling
-from liif_jax.coords import coord_affine
+from liif_jax.coords import centre, coord_affine
 from liif_jax.layers import Dtype
 from liif_jax.models import Model
 
@@ -40,12 +41,18 @@ log = logging.getLogger(__name__)
 
 @functools.partial(jax.jit, static_argnames=("model", "crop"))
 def encode_tile(model: Model, params, window: jax.Array, crop_start: jax.Array, crop: tuple[int, int]):
-    """Latents (B, *crop, D) of the crop at `crop_start` (window pixels) of an input window."""
+    """Latents (B, *crop, D) of the crop at `crop_start` (window pixels) of an input window; all of
+    them when the crop is the whole window (an encoder that cannot be tiled: its map may be larger).
+
+    The features may be several maps at the input's resolution (LTE: features and input), each
+    cropped alike."""
     feat = model.features(params, window)
-    b, fh, _, c = feat.shape
-    f = fh // window.shape[1]  # 1, or the scale of an upsampling encoder (`FixedScaleSR`)
-    feat = jax.lax.dynamic_slice(feat, (0, crop_start[0] * f, crop_start[1] * f, 0), (b, crop[0] * f, crop[1] * f, c))
-    return model.latents(params, feat)
+    if tuple(crop) == window.shape[1:3]:
+        return model.latents(params, feat)
+    f = jax.tree.leaves(feat)[0].shape[1] // window.shape[1]  # 1, or the scale of an upsampling encoder
+    crop_map = lambda x: jax.lax.dynamic_slice(x, (0, crop_start[0] * f, crop_start[1] * f, 0),
+                                               (x.shape[0], crop[0] * f, crop[1] * f, x.shape[3]))
+    return model.latents(params, jax.tree.map(crop_map, feat))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "block", "batch_queries", "unit_range", "mlp_dtype", "decoder"))
@@ -72,7 +79,7 @@ def query_block(
     `output_geometry`) and the ranges are data, so one program serves every block of every output
     of this block size.
     """
-    b, capacity = grid.shape[0], block[0] * block[1]
+    b, capacity = jax.tree.leaves(grid)[0].shape[0], block[0] * block[1]
     width = cols[1] - cols[0]
     n = (rows[1] - rows[0]) * width
     first, step, cell = geometry[1], geometry[2], geometry[3]
@@ -80,7 +87,7 @@ def query_block(
     def coords(q: jax.Array) -> jax.Array:  # flat pixel indices of the block -> (B, k, 2) coordinates
         q = jnp.minimum(q, n - 1)
         r, c = (rows[0] + q // width).astype(jnp.float32), (cols[0] + q % width).astype(jnp.float32)
-        return jnp.broadcast_to(jnp.stack([first[0] + step[0] * r, first[1] + step[1] * c], axis=-1), (b, len(q), 2))
+        return jnp.broadcast_to(jnp.stack([centre(first[0], step[0], r), centre(first[1], step[1], c)], axis=-1), (b, len(q), 2))
 
     finish = lambda rgb: jnp.clip(rgb * 0.5 + 0.5, 0, 1) if unit_range else rgb
     if decoder == "pallas":
@@ -124,10 +131,36 @@ def resolve_decoder(model: Model, decoder: str | None, platform: str | None = No
     return decoder
 
 
-def output_geometry(out_hw: tuple[int, int]) -> np.ndarray:
-    """(4, 2) float32: size, first pixel centre, centre spacing and cell of an H x W output."""
+def output_geometry(out_hw: tuple[int, int], cell_factor: float = 1.0) -> np.ndarray:
+    """(4, 2) float32: size, first pixel centre, centre spacing and cell of an H x W output; the
+    cell times `cell_factor` (LTE's cell clamp), multiplied in float32 as LTE's code does."""
     (fh, sh), (fw, sw) = coord_affine(out_hw[0]), coord_affine(out_hw[1])
-    return np.array([out_hw, [fh, fw], [sh, sw], [2 / out_hw[0], 2 / out_hw[1]]], np.float32)
+    cell = np.array([2 / out_hw[0], 2 / out_hw[1]], np.float32) * np.float32(cell_factor)
+    return np.array([out_hw, [fh, fw], [sh, sw], cell], np.float32)
+
+
+LTE_SCALE_MAX = 4  # LTE's demo.py and test.py: the largest training scale, for the cell clamp
+
+
+def lte_family(model: Model) -> bool:
+    """A model of LTE's code (LTE, or LIIF / MetaSR on its SwinIR encoder): LTE's demo and test
+    clamp its cell above x`LTE_SCALE_MAX` and its demo sizes outputs int(h * S) x int(w * S)."""
+    return model.spec["name"] == "lte" or model.spec["args"]["encoder_spec"]["name"] == "swinir"
+
+
+def scale_max_for(model: Model, flag: float | None = None) -> float | None:
+    """The cell clamp's scale: `flag` if given (0: no clamp), else LTE's 4 for its models and none
+    for LIIF's, as each code's demo and test do."""
+    if flag is not None:
+        return flag or None
+    return LTE_SCALE_MAX if lte_family(model) else None
+
+
+def lte_cell_factor(scale: float, scale_max: float | None) -> float:
+    """LTE's cell clamp (its demo.py and test.py): a query at a scale beyond the largest training
+    scale `scale_max` gets its cell times scale / scale_max, as if it were at most that scale's
+    (LTE's demo takes scale = output rows / input rows). 1 without `scale_max` (LIIF's code)."""
+    return 1.0 if not scale_max else max(scale / scale_max, 1.0)
 
 
 def plan(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int], tile: int, decoder: str = "xla") -> tiling.Plan:
@@ -148,6 +181,7 @@ def render(
     tile: int | None = None,
     mlp_dtype: Dtype = None,
     decoder: str | None = None,
+    cell_factor: float = 1.0,
 ) -> np.ndarray:
     """Prediction at every pixel centre of an H x W grid: (B, H, W, 3) float32.
 
@@ -155,7 +189,8 @@ def render(
     in [0, 1] and clamped with `unit_range`. `tile`: input pixels per tile side (0: the whole
     image at once; None: `choose_tile`; the output is the same). `batch_queries`: queries per
     step of the XLA decoder (None: `default_batch_queries()`). `mlp_dtype` (e.g. bfloat16)
-    computes the MLP in it. `decoder`: "pallas" or "xla" (None: `resolve_decoder`).
+    computes the MLP in it. `decoder`: "pallas" or "xla" (None: `resolve_decoder`). `cell_factor`
+    multiplies every query's cell (LTE's cell clamp, see `lte_cell_factor`).
     """
     h, w = out_hw
     batch_queries = default_batch_queries() if batch_queries is None else batch_queries
@@ -166,7 +201,7 @@ def render(
     if tile is None:
         tile = choose_tile(model, params, inp.shape[1:3], out_hw, batch_queries, inp.shape[0], unit_range, mlp_dtype, decoder)
     p = plan(model, inp.shape[1:3], out_hw, tile, decoder)
-    geometry = jnp.asarray(output_geometry(out_hw))
+    geometry = jnp.asarray(output_geometry(out_hw, cell_factor))
     block = (p.rows.block, p.cols.block)
     out = np.empty((inp.shape[0], h, w, 3), np.float32)
     pending = None
@@ -175,8 +210,8 @@ def render(
             window = jnp.asarray(inp[:, ys : ys + p.rows.window, xs : xs + p.cols.window])
             grid = encode_tile(model, params, window, jnp.array([cy - ys, cx - xs], jnp.int32), (p.rows.crop, p.cols.crop))
             if pending is None:  # the encoder's activations are gone before the query program first compiles
-                grid.block_until_ready()
-            lattice = liif.lattice(inp.shape[1:3], (cy, cx))
+                jax.block_until_ready(grid)
+            lattice = liif.lattice(_feature_size(p, inp.shape[1:3], grid), (cy, cx))
             for rows in p.rows.blocks(i):
                 for cols in p.cols.blocks(j):
                     rgb = query_block(model, params, grid, lattice, geometry, np.array(rows, np.int32),
@@ -186,6 +221,13 @@ def render(
                     pending = (rows, cols, rgb)
     _copy(out, *pending)
     return out
+
+
+def _feature_size(p: tiling.Plan, in_hw: tuple[int, int], grid) -> tuple[int, int]:
+    """The whole image's latent grid size: the input's, or on an axis encoded whole the map's own
+    (SwinIR pads it; an upsampling encoder's map is larger, and its query reads no lattice)."""
+    map_hw = jax.tree.leaves(grid)[0].shape[1:3]
+    return tuple(m if axis.window == axis.crop else n for axis, n, m in zip((p.rows, p.cols), in_hw, map_hw))
 
 
 def _copy(out: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], rgb: jax.Array) -> None:
@@ -202,10 +244,12 @@ def upscale(
     tile: int | None = None,
     mlp_dtype: Dtype = None,
     decoder: str | None = None,
+    cell_factor: float = 1.0,
 ) -> np.ndarray:
     """One image in [0, 1] (h, w, 3) -> the model's rendering in [0, 1] (H, W, 3), clamped."""
     inp = (np.asarray(img01, np.float32)[None] - 0.5) / 0.5
-    return render(model, params, inp, out_hw, batch_queries, True, tile, mlp_dtype, decoder)[0]
+    return render(model, params, inp, out_hw, batch_queries, unit_range=True, tile=tile, mlp_dtype=mlp_dtype,
+                  decoder=decoder, cell_factor=cell_factor)[0]
 
 
 # ---------------------------------------------------------------------------------------------

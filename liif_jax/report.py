@@ -241,3 +241,22 @@ def device_slug(platform: str, kind: str) -> str:
     'NVIDIA H200' -> 'h200', 'TPU v5 lite' -> 'tpu_v5_lite', 'cpu' -> 'cpu'."""
     model = re.search(r"[a-z]+\d+", kind.lower()) if platform == "gpu" else None
     return model.group(0) if model else re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") or platform
+
+
+def verdict(rows: Sequence[ScaleResult], steps_done: int, recipe_steps: int, eta: str | None = None) -> str:
+    """One plain sentence under the final table: does the run beat bicubic at every scale, and if
+    not, how far it is into its recipe (`recipe_steps`, the length of its learning-rate schedule)
+    and how to continue it (`eta`: the time the remaining steps would take, if known)."""
+    below = [r for r in rows if r.gain < 0]
+    if not below:
+        mean = float(np.mean([r.gain for r in rows]))
+        return f"The run is above bicubic at every scale ({mean:+.2f} dB on average) after {steps_done} steps."
+    where = ", ".join(f"x{r.scale:g} ({r.gain:+.2f} dB)" for r in below)
+    if steps_done < recipe_steps:
+        more = f"{recipe_steps - steps_done} more steps" + (f", about {eta} at this run's speed" if eta else "")
+        return (f"The run is still BELOW BICUBIC at {where}: {steps_done} steps are {100 * steps_done / recipe_steps:.0f}% "
+                f"of the {recipe_steps} its recipe plans (the length of its learning-rate schedule). To continue it, run "
+                f"the same command with --config.num_steps={recipe_steps} ({more}).")
+    past = "the length its recipe plans" if steps_done == recipe_steps else f"past the {recipe_steps} its recipe plans"
+    return (f"The run is still BELOW BICUBIC at {where} after {steps_done} steps, {past}. Train longer: the same "
+            f"command with --config.num_steps={2 * steps_done} continues it; more photographs help too.")

@@ -13,11 +13,11 @@ import os
 import pathlib
 import re
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from liif_jax.imaging import ImageError, list_images, load_rgb
+from liif_jax.imaging import ImageError, in_folder, list_images, load_rgb
 
 Element = Any
 
@@ -77,36 +77,58 @@ CacheMode = bool | str  # False/"none", True/"in_memory", or "bin"
 _CACHE_MODES = {False: "none", "none": "none", True: "in_memory", "in_memory": "in_memory", "bin": "bin"}
 
 
-def _bin_cache(files: Sequence[pathlib.Path], folder: pathlib.Path) -> list[pathlib.Path]:
+def _bin_cache(files: Sequence[pathlib.Path], names: Sequence[str], folder: pathlib.Path,
+               decode: Callable[[pathlib.Path], np.ndarray]) -> list[pathlib.Path]:
     """Decodes each image once into `folder/<name>.npy` (kept across runs) and returns the paths.
 
     Readers memory-map these files, so worker processes share one copy through the page cache
-    instead of each holding the decoded set (the official `cache: bin`, as .npy).
+    instead of each holding the decoded set (the official `cache: bin`, as .npy). A file newer
+    than its cached copy is decoded again.
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ImageError(f"cannot create the image cache folder {folder}: {err}; set cache_dir to a writable folder") from err
-    paths = []
-    for f in files:
-        path = folder / f"{f.name}.npy"
-        if not path.exists() or path.stat().st_mtime < f.stat().st_mtime:
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, load_rgb(f))
-            os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache file
-        paths.append(path)
+    paths = [folder / f"{name}.npy" for name in names]
+    stale = [(f, p) for f, p in zip(files, paths) if not p.exists() or p.stat().st_mtime < f.stat().st_mtime]
+    if stale:
+        print(f"decoding {len(stale)} image(s) once into {folder}", flush=True)
+    for f, path in stale:
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, decode(f))
+        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache file
     return paths
 
 
-class _CachedImages:
-    """The images of a list of files, decoded on each access or cached once (see `ImageFolder`)."""
+def cache_names(files: Sequence[pathlib.Path], root: str | os.PathLike) -> list[str]:
+    """A cache file name per image: its path under `root`, sub-folders joined by `__`."""
+    root = pathlib.Path(root)
+    return [f.relative_to(root).as_posix().replace("/", "__") if f.is_relative_to(root) else f.name for f in files]
 
-    def __init__(self, files: Sequence[pathlib.Path], cache: CacheMode, bin_dir: pathlib.Path):
+
+class CachedImages:
+    """The images of a list of files, decoded on each access or cached once (see `ImageFolder`).
+
+    `decode` turns a file into the uint8 image (default `load_rgb`); `names` name the cache files.
+    """
+
+    def __init__(self, files: Sequence[pathlib.Path], cache: CacheMode, bin_dir: str | os.PathLike | None,
+                 names: Sequence[str] | None = None, decode: Callable[[pathlib.Path], np.ndarray] = load_rgb):
         if cache not in _CACHE_MODES:
             raise ValueError(f"cache must be one of none, in_memory, bin (or a bool), got {cache!r}")
-        self.files, self.mode = list(files), _CACHE_MODES[cache]
-        self._images = [load_rgb(f) for f in self.files] if self.mode == "in_memory" else None
-        self._bins = _bin_cache(self.files, bin_dir) if self.mode == "bin" else None
+        self.files, self.mode, self._decode = list(files), _CACHE_MODES[cache], decode
+        if self.mode == "bin" and bin_dir is None:
+            raise ValueError("cache 'bin' needs cache_dir, the folder for the decoded images (training puts it "
+                             "under the workdir unless the config names one)")
+        names = [f.name for f in self.files] if names is None else list(names)
+        self._images = [self._read(f) for f in self.files] if self.mode == "in_memory" else None
+        self._bins = _bin_cache(self.files, names, pathlib.Path(bin_dir), self._read) if self.mode == "bin" else None
+
+    def _read(self, path: pathlib.Path) -> np.ndarray:
+        try:
+            return self._decode(path)
+        except ImageError as err:
+            raise in_folder(err, path) from None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -116,13 +138,7 @@ class _CachedImages:
             return self._images[i]
         if self._bins is not None:
             return np.load(self._bins[i], mmap_mode="r")
-        return load_rgb(self.files[i])
-
-
-def _default_bin_dir(root: str | os.PathLike) -> pathlib.Path:
-    """`_bin_<folder>` beside the folder, as the official `cache: bin`."""
-    root = pathlib.Path(root).resolve()
-    return root.parent / f"_bin_{root.name}"
+        return self._read(self.files[i])
 
 
 def _split_files(root: str | os.PathLike, split_file: str | os.PathLike, split_key: str | None) -> list[pathlib.Path]:
@@ -156,8 +172,9 @@ class ImageFolder:
       * False / "none": decode on every access;
       * True / "in_memory": decode every image once, here (uint8, 4x less than the official
         float32). Each worker process (num_workers > 0) receives its own copy: small sets only;
-      * "bin": decode once into .npy files under `cache_dir` (default `_bin_<folder>` beside the
-        folder, as the official code) and memory-map them: shared by all workers, for DIV2K.
+      * "bin": decode once into .npy files under `cache_dir` and memory-map them: shared by all
+        workers, for DIV2K. Training sets `cache_dir` under its workdir unless the config names
+        one; nothing is written beside the data unless `cache_dir` says so.
     """
 
     def __init__(
@@ -172,7 +189,8 @@ class ImageFolder:
     ):
         _check_counts(first_k, repeat)
         files = list_images(root) if split_file is None else _split_files(root, split_file, split_key)
-        self._images = _CachedImages(files[:first_k], cache, pathlib.Path(cache_dir or _default_bin_dir(root)))
+        files = files[:first_k]
+        self._images = CachedImages(files, cache, cache_dir, cache_names(files, root))
         self.files, self.repeat = self._images.files, repeat
 
     def __len__(self) -> int:
@@ -249,9 +267,10 @@ class PairedImageFolders:
         else:
             pairs = list(zip(_split_files(lr_root, split_file, split_key), _split_files(hr_root, split_file, split_key)))
         pairs = pairs[:first_k]
-        bin_dir = lambda root, sub: pathlib.Path(cache_dir) / sub if cache_dir else _default_bin_dir(root)
-        self._lr = _CachedImages([lr for lr, _ in pairs], cache, bin_dir(lr_root, "lr"))
-        self._hr = _CachedImages([hr for _, hr in pairs], cache, bin_dir(hr_root, "hr"))
+        lr_files, hr_files = [lr for lr, _ in pairs], [hr for _, hr in pairs]
+        bin_dir = lambda sub: None if cache_dir is None else pathlib.Path(cache_dir) / sub
+        self._lr = CachedImages(lr_files, cache, bin_dir("lr"), cache_names(lr_files, lr_root))
+        self._hr = CachedImages(hr_files, cache, bin_dir("hr"), cache_names(hr_files, hr_root))
         self.pairs, self.repeat = pairs, repeat
 
     def __len__(self) -> int:

@@ -1,5 +1,6 @@
 """Training: one jit-compiled, data-parallel step over a 1-D device mesh, orbax checkpoints that
-hold params, optimizer state and the data iterator (`run_checkpoints`), so a killed run resumes exactly.
+hold params, optimizer state and the data iterator (`run_checkpoints`), so a killed run resumes
+exactly. SIGTERM and Ctrl-C stop a run at the end of a step, with a checkpoint there (`stopping`).
 
 Data parallelism is `jax.jit` over a `("data",)` mesh of every device (params replicated, batch
 sharded); XLA inserts the gradient all-reduce. This is what `jax.pmap` is now built on, without
@@ -20,6 +21,7 @@ import functools
 import json
 import os
 import pathlib
+import signal
 import time
 from typing import Any, Callable
 
@@ -32,7 +34,9 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from liif_jax import checkpoints, datasets, pipeline, run_checkpoints, shipped
+from liif_jax import checkpoints, final_eval, run_checkpoints, train_data
+from liif_jax.run_log import MetricWriter, format_duration
+from liif_jax.stopping import StopRequest, Stopped
 from liif_jax.models import Model, build_model, describe
 from liif_jax.spec import check_spec
 
@@ -74,14 +78,22 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> o
     return optax.adam(config_schedule(config, steps_per_epoch), b1=0.9, b2=0.999, eps=1e-8)
 
 
-def l1_loss(model: Model, params, batch: Batch) -> jax.Array:
-    """The official loss: L1 averaged over every element (nn.L1Loss)."""
-    pred = model.apply(params, batch["inp"], batch["coord"], batch["cell"])
+def l1_loss(model: Model, params, batch: Batch, rng: jax.Array | None = None) -> jax.Array:
+    """The official loss: L1 averaged over every element (nn.L1Loss). `rng`: the model in training
+    mode (SwinIR's stochastic depth)."""
+    pred = model.apply(params, batch["inp"], batch["coord"], batch["cell"], rng)
     return jnp.mean(jnp.abs(pred - batch["gt"]))
 
 
+def step_rng(step: jax.Array) -> jax.Array:
+    """The training-mode randomness of a step (SwinIR's stochastic depth): a function of the step
+    number, so that a resumed run draws what the uninterrupted one would."""
+    return jax.random.fold_in(jax.random.key(0), step)
+
+
 def train_step(model: Model, tx: optax.GradientTransformation, state: TrainState, batch: Batch):
-    loss, grads = jax.value_and_grad(functools.partial(l1_loss, model))(state.params, batch)
+    loss_fn = functools.partial(l1_loss, model, rng=step_rng(state.step))
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(state.step + 1, params, opt_state), loss
@@ -143,81 +155,6 @@ def compute_dtype(name: str):
 
 
 # ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-
-
-def train_iterator(
-    config: ml_collections.ConfigDict, rows: list[int] | None = None
-) -> tuple[pipeline.TrainIterator, int]:
-    """(checkpointable iterator of this process's `rows` of each global batch, steps per epoch)."""
-    cfg = config.data.train
-    source = datasets.make_source(cfg.dataset.to_dict(), "data.train.dataset")
-    wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.train.wrapper")
-    it = pipeline.make_train_dataset(source, wrapper, cfg.batch_size, config.seed, num_workers=config.num_workers, rows=rows)
-    return it, pipeline.steps_per_epoch(len(source), cfg.batch_size)
-
-
-def val_dataset(config: ml_collections.ConfigDict, rows: list[int] | None = None):
-    cfg = config.data.get("val")
-    if cfg is None:
-        return None
-    spec = cfg.dataset.to_dict()
-    args = dict(spec.get("args") or {})
-    repeat = args.pop("repeat", 1)  # the validation set repeats its crops itself (same batches each pass)
-    source = datasets.make_source({**spec, "args": args}, "data.val.dataset")
-    wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.val.wrapper")
-    return pipeline.make_val_dataset(source, cfg.batch_size, config.seed, wrapper, first_k=None, repeat=repeat, rows=rows)
-
-
-# ---------------------------------------------------------------------------------------------
-# Logging
-# ---------------------------------------------------------------------------------------------
-
-
-class MetricWriter:
-    """metrics.jsonl (one JSON object per row) and TensorBoard events, on process 0 only."""
-
-    def __init__(self, workdir: pathlib.Path, resume_step: int):
-        self.enabled = jax.process_index() == 0
-        self.path = workdir / "metrics.jsonl"
-        if not self.enabled:
-            return
-        self._truncate_after(resume_step)
-        from tensorboardX import SummaryWriter
-
-        self._tb = SummaryWriter(os.fspath(workdir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
-
-    def _truncate_after(self, step: int) -> None:
-        """Rows logged after the checkpoint we resume from are logged again by the resumed run."""
-        if not self.path.exists():
-            return
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        kept = [r for r in rows if r["step"] <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-
-    def write(self, step: int, **scalars: float) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, **scalars}) + "\n")
-        for k, v in scalars.items():
-            self._tb.add_scalar(k, v, step)
-        self._tb.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self._tb.close()
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
-# ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
 
@@ -260,70 +197,66 @@ def check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> N
             )
 
 
-def preemption_point(step: int) -> bool:
-    """True at the step at which every process stops after any of them got SIGTERM: in a
-    distributed run JAX's preemption service catches SIGTERM (a scheduler's notice) and agrees on
-    this step, so that all save the same checkpoint; never True in a single process."""
+def stop_point(step: int, stop: StopRequest) -> bool:
+    """True at the step at which the run stops on a signal and saves a checkpoint. One process:
+    the first step that ends after SIGTERM or SIGINT (`stop`). Several: JAX's preemption service
+    catches SIGTERM (a scheduler's notice; `stop` turns SIGINT into one) in any process and agrees
+    on a step at which all of them stop, so that all save the same checkpoint."""
+    if jax.process_count() == 1:
+        return stop.requested
     try:
         return multihost_utils.reached_preemption_sync_point(step)
     except RuntimeError:  # the preemption service is off (jax_enable_preemption_service)
         return False
 
 
-def evaluate_val(steps: Steps, params, val_ds) -> float:
+def evaluate_val(steps: Steps, params, val_ds, stop: StopRequest | None = None) -> float | None:
     """Mean PSNR over the validation batches, weighted by batch size as the official Averager;
-    the padding of the last batch (weight 0) is left out, so the value is the same on any layout."""
+    the padding of the last batch (weight 0) is left out, so the value is the same on any layout.
+    None when a one-process run is asked to stop (`stop`) before the end: it stops without waiting."""
     total, n = 0.0, 0.0
     for batch in val_ds:
+        if stop is not None and stop.requested and jax.process_count() == 1:
+            return None
         psnr, count = jax.device_get(steps.eval_psnr(params, to_global(batch, steps.batch, VAL_KEYS)))
         total += float(psnr) * float(count)
         n += float(count)
     return total / max(n, 1.0)
 
 
-def final_evaluation(config: ml_collections.ConfigDict, model: Model, params, workdir: pathlib.Path) -> None:
-    """The paper's protocol (LIIF vs bicubic per scale) on held-out images, if the config asks.
-
-    Prints the table and where the run is, and writes `final_eval.json`; `config.final_eval` holds
-    `dataset` (a source spec), `scales` (empty: skipped), `protocol` and, optionally,
-    `compare_with`: another model (a checkpoint path or `pretrained:NAME`) to show on the same
-    images, in the same table.
-    """
-    fe = config.final_eval
-    if not fe.scales or jax.process_index() != 0:
-        return
-    if not fe.dataset:
-        raise ValueError("final_eval.scales is set but final_eval.dataset is not")
-    from liif_jax import evaluate, report
-
-    source = datasets.make_source(fe.dataset.to_dict(), "final_eval.dataset")
-    results = evaluate.evaluate(model, jax.device_get(params), source, list(fe.scales), fe.protocol, progress=False)
-    report.write_json(workdir / "final_eval.json", results)
-    names = sorted({r.name.split("/")[-1] for r in results})
-    print(f"held-out evaluation ({fe.protocol} protocol, {len(names)} images: {', '.join(names)}; PSNR in dB):")
-    rows = {f"{workdir.name} ({describe(model)})": report.aggregate(results)}
-    if fe.get("compare_with"):
-        other, other_params = checkpoints.load_model(fe.compare_with)
-        other_results = evaluate.evaluate(other, other_params, source, list(fe.scales), fe.protocol, progress=False)
-        label = fe.compare_with if fe.compare_with.startswith(shipped.PRETRAINED_PREFIX) else pathlib.Path(fe.compare_with).name
-        rows[f"{label} ({describe(other)})"] = report.aggregate(other_results)
-    print(report.format_comparison(rows), flush=True)
-    print(f"the run is in {workdir} (checkpoints/, metrics.jsonl, final_eval.json, tensorboard/); render with it:\n"
-          f"  python -m liif_jax.demo --model {workdir} --input PHOTO --scale 4 --output out.png", flush=True)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
-    """Trains (or resumes) the run in `workdir`; returns the last logged metrics."""
+    """Trains (or resumes) the run in `workdir`; returns the last logged metrics.
+
+    SIGTERM and SIGINT (Ctrl-C) stop it at the end of the current step with a checkpoint there and
+    raise `stopping.Stopped` (see `liif_jax.stopping`); a second signal ends the process at once.
+    """
     workdir = pathlib.Path(workdir).resolve()
+    with StopRequest(forward_sigint=jax.process_count() > 1) as stop:
+        return _train_and_evaluate(config, workdir, stop)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path, stop: StopRequest) -> dict[str, float]:
     say = print if jax.process_index() == 0 else lambda *args, **kwargs: None  # one progress log
     check_config(config)
     check_workdir(workdir, config)
     model = build_model(config.model.to_dict(), compute_dtype(config.compute_dtype))
     mesh = make_mesh()
     batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
-    it, steps_per_epoch = train_iterator(config, local_rows(batch_sharding, config.data.train.batch_size))
-    val_cfg = config.data.get("val")
-    val_ds = None if val_cfg is None else val_dataset(config, local_rows(batch_sharding, val_cfg.batch_size, "data.val.batch_size"))
+    cache_root = workdir / "cache"
+    it, steps_per_epoch = train_data.train_iterator(config, local_rows(batch_sharding, config.data.train.batch_size),
+                                                    cache_root)
+    try:
+        val_cfg = config.data.get("val")
+        val_rows = None if val_cfg is None else local_rows(batch_sharding, val_cfg.batch_size, "data.val.batch_size")
+        val_ds = None if val_cfg is None else train_data.val_dataset(config, val_rows, cache_root)
+        for folder in train_data.cache_dirs(config, cache_root):
+            say(train_data.describe_cache(folder), flush=True)
+        return _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say)
+    finally:
+        it.close()  # stops the grain workers, however the run ends
+
+
+def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say) -> dict[str, float]:
     num_steps = config.num_steps or config.optimizer.epochs * steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
     eval_every = config.eval_every_steps or steps_per_epoch
@@ -338,53 +271,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     init = jax.jit(init_state, out_shardings=steps.replicated)
     workdir.mkdir(parents=True, exist_ok=True)
     mngr = run_checkpoints.checkpoint_manager(workdir, config.keep_checkpoints)
-    meta = checkpoints.make_meta(config.model.to_dict(), config=config.to_dict())
-    start = mngr.latest_step()
-    if start is None:
-        state = init(jax.random.key(config.seed))
-        start = 0
-    else:
-        abstract = jax.eval_shape(init, jax.random.key(0))
-        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=steps.replicated), abstract)
-        try:
-            params, opt_state = run_checkpoints.restore(mngr, start, abstract.params, abstract.opt_state, it)
-        except Exception as err:  # another model's or a damaged checkpoint: whatever orbax or grain raise
-            mngr.close()
-            it.close()
-            text = " ".join(str(err).split())[:200]
-            raise TrainingError(
-                f"cannot resume from {workdir / 'checkpoints' / str(start)} ({type(err).__name__}: {text}); it holds "
-                "another model or is damaged. Use a new --workdir, or the config that made it."
-            ) from err
-        state = TrainState(jnp.asarray(start, jnp.int32), params, opt_state)
-        say(f"resumed from {workdir / 'checkpoints' / str(start)}", flush=True)
-    if jax.process_index() == 0:  # once the run is known to fit this workdir
-        tmp = workdir / "config.json.tmp"  # atomic: the other processes read it in check_workdir
-        tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        os.replace(tmp, workdir / "config.json")
-
-    writer = MetricWriter(workdir, start)
-    n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    say(
-        f"{workdir.name} ({describe(model)}): {n_params / 1e6:.2f} M params, "
-        f"{jax.process_count()} process(es) x {jax.local_device_count()} {jax.devices()[0].platform} device(s), "
-        f"global batch {config.data.train.batch_size}, "
-        f"{steps_per_epoch} steps/epoch, steps {start} -> {num_steps}",
-        flush=True,
-    )
-    last: dict[str, float] = {}
-    last_val: float | None = None
-    losses: list[jax.Array] = []
-    t_last, step_last = time.perf_counter(), start
-    t_start, step_start = t_last, start
+    writer = None
     try:
+        meta = checkpoints.make_meta(config.model.to_dict(), config=config.to_dict())
+        start = mngr.latest_step()
+        if start is None:
+            state = init(jax.random.key(config.seed))
+            start = 0
+        else:
+            stop.where = f"before resuming; the last checkpoint is still {workdir / 'checkpoints' / str(start)}"
+            abstract = jax.eval_shape(init, jax.random.key(0))
+            abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=steps.replicated), abstract)
+            try:
+                params, opt_state = run_checkpoints.restore(mngr, start, abstract.params, abstract.opt_state, it)
+            except Stopped:
+                raise
+            except Exception as err:  # another model's or a damaged checkpoint: whatever orbax or grain raise
+                text = " ".join(str(err).split())[:200]
+                raise TrainingError(
+                    f"cannot resume from {workdir / 'checkpoints' / str(start)} ({type(err).__name__}: {text}); it holds "
+                    "another model or is damaged. Use a new --workdir, or the config that made it."
+                ) from err
+            state = TrainState(jnp.asarray(start, jnp.int32), params, opt_state)
+            say(f"resumed from {workdir / 'checkpoints' / str(start)}", flush=True)
+        if jax.process_index() == 0:  # once the run is known to fit this workdir
+            tmp = workdir / "config.json.tmp"  # atomic: the other processes read it in check_workdir
+            tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+            os.replace(tmp, workdir / "config.json")
+
+        writer = MetricWriter(workdir, start)
+        n_params = sum(x.size for x in jax.tree.leaves(state.params))
+        say(
+            f"{workdir.name} ({describe(model)}): {n_params / 1e6:.2f} M params, "
+            f"{jax.process_count()} process(es) x {jax.local_device_count()} {jax.devices()[0].platform} device(s), "
+            f"global batch {config.data.train.batch_size}, "
+            f"{steps_per_epoch} steps/epoch, steps {start} -> {num_steps}",
+            flush=True,
+        )
+        last: dict[str, float] = {}
+        last_val: float | None = None
+        losses: list[jax.Array] = []
+        t_last, step_last = time.perf_counter(), start
+        t_start, step_start = t_last, start
+        stop.defer = True  # from here a signal stops at the end of a step, with a checkpoint
         for step in range(start + 1, num_steps + 1):
             state, loss = steps.train(state, to_global(next(it), steps.batch))
             losses.append(loss)
-            preempted = preemption_point(step)
-            log_now = step % config.log_every_steps == 0 or step == num_steps or preempted
-            ckpt_now = step % checkpoint_every == 0 or step == num_steps or preempted
-            eval_now = val_ds is not None and (step % eval_every == 0 or step == num_steps)
+            stopping = stop_point(step, stop)
+            log_now = step % config.log_every_steps == 0 or step == num_steps or stopping
+            ckpt_now = step % checkpoint_every == 0 or step == num_steps or stopping
+            eval_now = val_ds is not None and (step % eval_every == 0 or step == num_steps) and not stopping
+            if step == start + 1 and not log_now:  # a sign of life before the first progress line
+                jax.block_until_ready(loss)
+                say(f"step {step}/{num_steps} compiled and ran in {format_duration(time.perf_counter() - t_start)}; "
+                    f"progress every {config.log_every_steps} steps", flush=True)
             if not (log_now or ckpt_now or eval_now):
                 continue
             values = np.asarray(jax.device_get(losses))
@@ -409,26 +349,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 t_last, step_last = now, step
             losses = []
             if eval_now:
-                last_val = evaluate_val(steps, state.params, val_ds)
-                last["val_psnr"] = last_val
-                writer.write(step, val_psnr=last_val)
-                say(f"step {step}/{num_steps}  val_psnr {last_val:.2f} dB", flush=True)
-            if ckpt_now:
+                val = evaluate_val(steps, state.params, val_ds, stop)
+                if val is None:  # a signal came during validation: stop now, without its value
+                    stopping = True
+                else:
+                    last_val = last["val_psnr"] = val
+                    writer.write(step, val_psnr=val)
+                    say(f"step {step}/{num_steps}  val_psnr {val:.2f} dB", flush=True)
+            if ckpt_now or stopping:
                 run_checkpoints.save(mngr, step, state.params, state.opt_state, it, meta,
                                      None if last_val is None else {"val_psnr": last_val})
-            if preempted:
+            if stopping:
                 mngr.wait_until_finished()
-                raise TrainingError(f"stopped at step {step} on a termination signal (SIGTERM) to one of the "
-                                    f"processes; saved {workdir / 'checkpoints' / str(step)}: run the same command to resume")
+                raise Stopped(f"stopped at step {step}, checkpoint saved in {workdir / 'checkpoints' / str(step)}; "
+                              "run the same command to resume", stop.signum or signal.SIGTERM)
         mngr.wait_until_finished()
+        stop.defer = False
+        stop.where = f"during the final evaluation; training is complete and saved (step {num_steps})"
+        stop.raise_if_requested()
         if jax.process_count() == 1:
-            final_evaluation(config, model, state.params, workdir)
+            recipe_steps, rate = config.optimizer.epochs * steps_per_epoch, last.get("steps_per_s")
+            eta = format_duration((recipe_steps - num_steps) / rate) if rate and recipe_steps > num_steps else None
+            final_eval.final_evaluation(config, model, state.params, workdir,
+                                        final_eval.Progress(num_steps, recipe_steps, eta), cache_root)
         elif config.final_eval.scales:  # loading compare_with and a long evaluation need one process
             say(f"final evaluation skipped (several processes); on one host: python -m liif_jax.evaluate "
                 f"--model {workdir} ...", flush=True)
     finally:
+        stop.defer = False
         mngr.close()
-        writer.close()
-        it.close()
+        if writer is not None:
+            writer.close()
     return last
-

@@ -13,6 +13,8 @@ import dataclasses
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -158,3 +160,19 @@ def test_a_pallas_kernel_compiles_for_the_tpu_and_counts_as_one_opaque_kernel(v5
     assert report.fits
     [kernel] = [k for k in report.stats.kernels if k.kind == "custom-call"]
     assert kernel.opaque and kernel.launches == 1 and kernel.bytes == 2 * 64 * 128 * 4
+
+
+def test_the_script_writes_its_tables_for_a_target(tmp_path):
+    """`experiments/aot.py` end to end on a small render: JSON and markdown with the memory, the
+    runs per render and the estimate, marked as one."""
+    out = subprocess.run([sys.executable, str(REPO / "experiments" / "aot.py"), "--target", "v5e-1", "--programs", "render",
+                          "--render_config", "quickstart", "--renders", "20x30-80x120", "--dtype", "float32",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "aot_v5e-1.json").read_text())
+    [case] = result["renders"]
+    assert case["in_hw"] == [20, 30] and case["out_hw"] == [80, 120] and case["fits"]
+    assert {k: p["runs"] for k, p in case["programs"].items()} == {"encode_tile": 1, "query_block": 1}
+    assert case["est_s"] > 0 and "estimated, not measured" in result["note"]
+    md = (tmp_path / "aot_v5e-1.md").read_text()
+    assert "20x30 -> 80x120" in md and "estimated, not measured" in md

@@ -81,6 +81,7 @@ def test_demo_checks_everything_before_loading_the_model(flags, message, tmp_pat
     start = time.perf_counter()
     line = one_error_line(capsys, exit_code(demo.main, argv), message)
     assert "missing.pth" not in line and time.perf_counter() - start < 5
+    assert "folder" not in line or "--output" in flags  # one image: no advice about folders
     assert not (tmp_path / "out.png").exists()
 
 
@@ -131,7 +132,7 @@ def test_evaluate_checks_outputs_and_every_image_header_before_the_model(tmp_pat
     ]:
         one_error_line(capsys, evaluate.main(base + flags), message)
     (hr / "b.png").write_bytes(b"GIF89a not what it says")
-    line = one_error_line(capsys, evaluate.main(base), "b.png': cannot identify image file")
+    line = one_error_line(capsys, evaluate.main(base), "b.png': cannot identify image file", f"remove it from '{hr}'")
     assert "missing.pth" not in line
 
 

@@ -83,7 +83,7 @@ def test_celebahq_config_reads_the_official_data_layout(tmp_path, monkeypatch):
     batches of whole 64 px faces with 64..128 px targets, validation on the fixed x2 pairs."""
     from PIL import Image
 
-    from liif_jax import train_lib
+    from liif_jax import train_data
 
     root = tmp_path / "load" / "celebAHQ"
     names = [f"{k:05d}.jpg" for k in range(6)]
@@ -96,11 +96,11 @@ def test_celebahq_config_reads_the_official_data_layout(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     c = load(next(p for p in CONFIGS if p.stem == "celebAHQ-64-128-liif"))
     c.num_workers = 0
-    it, steps_per_epoch = train_lib.train_iterator(c)
+    it, steps_per_epoch = train_data.train_iterator(c, cache_root=tmp_path / "cache")
     batch = next(it)
     assert steps_per_epoch == 1 and batch["inp"].shape == (16, 64, 64, 3) and batch["coord"].shape == (16, 1024, 2)
     assert set(np.rint(2 / batch["cell"][:, 0, 0]).astype(int)) <= {64, 85, 107, 128}  # round(64 + 64 i / 3)
-    val = next(iter(train_lib.val_dataset(c)))
+    val = next(iter(train_data.val_dataset(c, cache_root=tmp_path / "cache")))
     assert val["inp"].shape == (16, 64, 64, 3) and val["weight"].tolist() == [1] * 2 + [0] * 14  # padded batch
     assert np.allclose(val["cell"], 2 / 128) and list(val["scale"]) == [2] * 16
 
@@ -193,7 +193,6 @@ def test_official_yaml_is_the_same_run_as_our_config(tmp_path):
 
 
 @pytest.mark.parametrize("change, needle", [
-    (("epoch_max: 1000", "epoch_max: 1000\nresume: ./save/epoch-last.pth"), "resume"),
     (("name: adam", "name: sgd"), "only adam"),
     (("gt: {sub: [0.5], div: [0.5]}", "gt: {sub: [0], div: [1]}"), "data_norm"),
     (("epoch_val: 1", "epoch_val: 5"), "epoch_val 5"),
@@ -206,6 +205,20 @@ def test_official_yaml_refuses_what_it_cannot_reproduce(tmp_path, change, needle
     with pytest.raises(ValueError, match=re.escape(needle)) as err:
         configs.from_official_yaml(path)
     assert str(path) in str(err.value)
+
+
+def test_official_yaml_resume_is_refused_only_when_the_file_exists(tmp_path, monkeypatch, caplog):
+    """LTE's configs all name `resume: ./save/<run>/epoch-last.pth`, which LTE's train.py loads only
+    if it exists: a first run starts anew (a warning says so); an existing file is refused by name."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "x.yaml"
+    path.write_text(OFFICIAL_EDSR_BASELINE_LIIF.replace("epoch_max: 1000", "epoch_max: 1000\nresume: ./save/epoch-last.pth"))
+    configs.from_official_yaml(path)
+    assert "resume file ./save/epoch-last.pth does not exist; starting a new run" in caplog.text
+    (tmp_path / "save").mkdir()
+    (tmp_path / "save" / "epoch-last.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"resume from \./save/epoch-last\.pth is not supported"):
+        configs.from_official_yaml(path)
 
 
 def test_skimage_split_file_is_the_quickstart_split():

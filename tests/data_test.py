@@ -483,17 +483,17 @@ def test_bin_cache_is_decoded_once_and_shared_through_memory_maps(tmp_path):
     imgs = [rng.integers(0, 256, (20, 24, 3), dtype=np.uint8) for _ in range(3)]
     for i, img in enumerate(imgs):
         Image.fromarray(img).save(root / f"{i:04d}.png")
-    src = sources.ImageFolder(root, repeat=2, cache="bin")
-    bins = sorted((tmp_path / "_bin_DIV2K_train_HR").iterdir())
-    assert [p.name for p in bins] == ["0000.png.npy", "0001.png.npy", "0002.png.npy"]
+    cache = tmp_path / "cache"
+    src = sources.ImageFolder(root, repeat=2, cache="bin", cache_dir=cache)
+    assert [p.name for p in sorted(cache.iterdir())] == ["0000.png.npy", "0001.png.npy", "0002.png.npy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DIV2K_train_HR", "cache"]  # nothing beside the data
     assert isinstance(src[4], np.memmap)
     np.testing.assert_array_equal(src[4], imgs[1])
     (root / "0001.png").unlink()  # reads no longer touch the images: the cache serves them
-    np.testing.assert_array_equal(sources.ImageFolder(root, cache="bin")[1], imgs[2])
+    np.testing.assert_array_equal(sources.ImageFolder(root, cache="bin", cache_dir=cache)[1], imgs[2])
     np.testing.assert_array_equal(src[1], imgs[1])
-    other = tmp_path / "elsewhere"
-    sources.ImageFolder(root, cache="bin", cache_dir=other)
-    assert len(list(other.iterdir())) == 2
+    with pytest.raises(ValueError, match="cache 'bin' needs cache_dir"):
+        sources.ImageFolder(root, cache="bin")
     with pytest.raises(ValueError, match="cache must be one of"):
         sources.ImageFolder(root, cache="disk")
 

@@ -354,6 +354,7 @@ def test_official_celebahq_test_config_infers_the_scale_and_measures_all_pixels(
     )
     test = evaluate.read_official_test_config(config)
     assert (test.scale, test.protocol, test.names, test.batch_queries) == (8, "plain", ["00001.jpg"], 30000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["256", "32", "split.json", "test-celebAHQ-32-256.yaml"]  # no cache
 
 
 @pytest.mark.parametrize("body, needle", [

@@ -8,7 +8,10 @@ batch). Its last cell prints a JSON summary (`LIIF_SUMMARY {...}`) that the chec
 import json
 import math
 import pathlib
+import re
+import subprocess
 import sys
+import types
 
 import nbformat
 import pytest
@@ -102,6 +105,24 @@ def test_committed_notebook_is_valid_and_has_no_outputs():
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"outputs not cleared: {cell.source[:80]!r}"
+
+
+@pytest.mark.parametrize("repo_url, version, message", [
+    ("https://github.com/<org>/liif_jax", (3, 12, 1), "Set REPO_URL in the parameters cell (1.) to this repository's git URL"),
+    ("/content/drive/MyDrive/nowhere", (3, 12, 1), "REPO_URL '/content/drive/MyDrive/nowhere' is not a folder"),
+    ("https://github.com/someone/liif_jax", (3, 11, 9), "liif_jax needs Python 3.12 or newer"),
+])
+def test_install_cell_stops_with_what_to_do(repo_url, version, message, monkeypatch):
+    """In Colab (as the cell sees it), before anything is cloned or installed."""
+    cell = next(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if "git\", \"clone" in c.source)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(sys, "version_info", version)
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: pytest.fail(f"ran {args}"))
+    drive = types.SimpleNamespace(mount=lambda path: None)
+    monkeypatch.setitem(sys.modules, "google.colab.drive", drive)
+    sys.modules["google.colab"].drive = drive
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        exec(cell, {"REPO_URL": repo_url, "INSTALL": True, "WORKDIR": "/content/run", "DATA": None, "PRETRAINED": None})
 
 
 def test_notebook_trains_resumes_renders_and_evaluates(tmp_path, kernel_dir, monkeypatch):

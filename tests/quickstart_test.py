@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import REPO, load_module
-from liif_jax import checkpoints, train_lib
+from liif_jax import checkpoints, final_eval
 from liif_jax.configs import base_config, liif_spec
 from liif_jax.models import build_model, describe
 
@@ -44,11 +44,12 @@ def test_training_ends_with_both_models_against_bicubic_and_the_workdir(tmp_path
     workdir = tmp_path / "quick"
     workdir.mkdir()
     params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(model.init, jax.random.key(0)))  # no compile
-    train_lib.final_evaluation(c, model, params, workdir)
+    final_eval.final_evaluation(c, model, params, workdir)
     out = capsys.readouterr().out
     assert "held-out evaluation (div2k protocol, 2 images: a.png, b.png; PSNR in dB):" in out
     assert "| scale | bicubic (dB) | quick (EDSR-baseline 1x8, MLP 16x1) (dB) | gain | pretrained:edsr-baseline-liif (EDSR-baseline 16x64, MLP 256x4) (dB) | gain |" in out
     [row] = [line for line in out.splitlines() if line.startswith("| x3 |")]
     assert len(row.split("|")) == 8 and np.isfinite(float(row.split("|")[2]))
-    assert f"the run is in {workdir}" in out and f"--model {workdir}" in out
+    assert f"the run is in {workdir}" in out and f"  {final_eval.python_command()} -m liif_jax.demo --model {workdir}" in out
+    assert "bicubic at" not in out  # no verdict without the run's progress
     assert (workdir / "final_eval.json").is_file()

@@ -145,3 +145,16 @@ def test_format_comparison_puts_models_side_by_side_over_one_bicubic_column():
     lines = report.format_comparison({"mine": aggregate(other), "shipped": aggregate(other[::-1])}).splitlines()
     assert lines[0] == "| scale | bicubic (dB) | mine (dB) | gain | shipped (dB) | gain |"
     assert lines[2:] == ["| x2 | 30.00 | 31.00 | +1.00 | 31.00 | +1.00 |", "| x4 | 26.00 | 25.00 | -1.00 | 25.00 | -1.00 |"]
+
+
+def test_verdict_says_plainly_where_the_run_stands_against_bicubic():
+    rows = lambda *gains: [report.ScaleResult(s, 30 + g, 30, 2) for s, g in zip((2, 3, 4), gains)]
+    assert report.verdict(rows(0.5, 0.2, 0.0), 900, 1000) == "The run is above bicubic at every scale (+0.23 dB on average) after 900 steps."
+    short = report.verdict(rows(-1.5, 0.1, -0.25), 100, 3000, eta="14m10s")
+    assert short.startswith("The run is still BELOW BICUBIC at x2 (-1.50 dB), x4 (-0.25 dB): 100 steps are 3% of the 3000 its recipe plans")
+    assert short.endswith("run the same command with --config.num_steps=3000 (2900 more steps, about 14m10s at this run's speed).")
+    done = report.verdict(rows(-0.1, 0.1, 0.1), 3000, 3000)
+    assert "BELOW BICUBIC at x2 (-0.10 dB) after 3000 steps, the length its recipe plans." in done
+    assert "--config.num_steps=6000 continues it" in done
+    past = report.verdict(rows(-0.1, 0.1, 0.1), 6000, 3000)
+    assert "after 6000 steps, past the 3000 its recipe plans." in past and "--config.num_steps=12000" in past
