@@ -6,13 +6,15 @@
 
 Times, for each compute dtype:
 
-* training, EDSR-baseline-LIIF and RDN-LIIF: the jitted step on one pre-made device batch (model
-  only), the grain pipeline alone (samples/s), and the two together (end to end: the real grain
-  pipeline with `num_workers` worker processes over synthetic DIV2K-size uint8 images held in
-  memory, batch 16, 48 px inputs, 2304 queries), after warm-up;
+* training, EDSR-baseline-LIIF, RDN-LIIF, EDSR-baseline-LTE and SwinIR-LTE: the jitted step on one
+  pre-made device batch (model only), the grain pipeline alone (samples/s), and the two together
+  (end to end: the real grain pipeline with `num_workers` worker processes over synthetic DIV2K-size
+  uint8 images held in memory, batch 16, 48 px inputs, 2304 queries), after warm-up (LTE trains
+  SwinIR-LTE with batch 32: `--batch 32 --cases train_swinir_lte` times that);
 * rendering with `render.upscale` (`--tile` input pixels per tile, [0, 1] clamped on the device):
-  x4 339x510 -> 1356x2040 (EDSR-baseline and RDN), x30 128x128 -> 3840x3840 and
-  x2 3840x2160 -> 7680x4320 (EDSR-baseline), mean time per render after one warm-up render.
+  x4 339x510 -> 1356x2040 (EDSR-baseline and RDN LIIF, EDSR-baseline and SwinIR LTE; SwinIR is
+  encoded whole), x30 128x128 -> 3840x3840 and x2 3840x2160 -> 7680x4320 (EDSR-baseline-LIIF), mean
+  time per render after one warm-up render.
 
 float32 runs under `jax.default_matmul_precision('tensorfloat32')` (TF32 matmuls and convolutions
 on GPU; no effect on CPU), bfloat16 builds the model with `build_model(spec, jnp.bfloat16)` (bf16
@@ -56,7 +58,7 @@ import numpy as np
 from absl import app, flags
 
 from liif_jax import pipeline, render, sources, train_lib, wrappers
-from liif_jax.configs import base_config, liif_spec
+from liif_jax.configs import base_config, liif_spec, lte_spec
 from liif_jax.models import LIIF, build_model
 from liif_jax.report import device_slug
 
@@ -70,9 +72,14 @@ CASES = {
     "render_x30_3840": ("render", "edsr-baseline"),
     "render_x4_rdn_div2k": ("render", "rdn"),
     "render_x2_8k": ("render", "edsr-baseline"),
+    "train_edsr_baseline_lte": ("train", "edsr-baseline-lte"),
+    "train_swinir_lte": ("train", "swinir-lte"),
+    "render_x4_lte_div2k": ("render", "edsr-baseline-lte"),
+    "render_x4_swinir_lte_div2k": ("render", "swinir-lte"),
 }
 DTYPES = ("float32", "bfloat16")
-MODEL_NAMES = {"edsr-baseline": "EDSR-baseline-LIIF", "rdn": "RDN-LIIF"}
+MODEL_NAMES = {"edsr-baseline": "EDSR-baseline-LIIF", "rdn": "RDN-LIIF", "edsr-baseline-lte": "EDSR-baseline-LTE",
+               "swinir-lte": "SwinIR-LTE"}
 # Elements of the official DIV2K training source: 800 images x repeat 20. grain's index_shuffle
 # costs ~2.7 ms per element on a 16-element source but ~10 us on 16000, so the length matters.
 SOURCE_LEN = 16000
@@ -86,6 +93,7 @@ _STEPS = flags.DEFINE_integer(
 _NUM_WORKERS = flags.DEFINE_integer(
     "num_workers", None, "grain worker processes (default 8 full, 1 small)", lower_bound=0
 )
+_BATCH = flags.DEFINE_integer("batch", None, "training batch size (default 16 full, 4 small)", lower_bound=1)
 _BATCH_QUERIES = flags.DEFINE_integer(
     "batch_queries", None, "queries per render chunk (default 30000 full, the official demo's; 1024 small)",
     lower_bound=1,
@@ -148,8 +156,11 @@ FULL = Sizes(
         "render_x30_3840": ((128, 128), (3840, 3840)),
         "render_x4_rdn_div2k": ((339, 510), (1356, 2040)),
         "render_x2_8k": ((2160, 3840), (4320, 7680)),
+        "render_x4_lte_div2k": ((339, 510), (1356, 2040)),
+        "render_x4_swinir_lte_div2k": ((339, 510), (1356, 2040)),
     },
-    models={"edsr-baseline": liif_spec("edsr-baseline"), "rdn": liif_spec("rdn")},
+    models={"edsr-baseline": liif_spec("edsr-baseline"), "rdn": liif_spec("rdn"),
+            "edsr-baseline-lte": lte_spec("edsr-baseline"), "swinir-lte": lte_spec("swinir")},
 )
 
 SMALL = Sizes(
@@ -170,10 +181,14 @@ SMALL = Sizes(
         "render_x30_3840": ((4, 4), (120, 120)),
         "render_x4_rdn_div2k": ((17, 26), (68, 104)),
         "render_x2_8k": ((27, 48), (54, 96)),
+        "render_x4_lte_div2k": ((17, 26), (68, 104)),
+        "render_x4_swinir_lte_div2k": ((17, 26), (68, 104)),
     },
     models={
         "edsr-baseline": liif_spec("edsr-baseline", {"n_resblocks": 2, "n_feats": 16}, hidden_list=(32, 32)),
         "rdn": liif_spec("rdn", {"G0": 8, "RDNconfig": "A"}, hidden_list=(32, 32)),
+        "edsr-baseline-lte": lte_spec("edsr-baseline", {"n_resblocks": 2, "n_feats": 16}, 32, (32, 32)),
+        "swinir-lte": lte_spec("swinir", {"embed_dim": 12, "depths": [2], "num_heads": [2], "window_size": 4}, 32, (32, 32)),
     },
 )
 
@@ -181,6 +196,7 @@ SMALL = Sizes(
 def sizes_from_flags() -> Sizes:
     base = FULL if _SIZE.value == "full" else SMALL
     overrides = {"steps": _STEPS.value, "num_workers": _NUM_WORKERS.value, "batch_queries": _BATCH_QUERIES.value,
+                 "batch": _BATCH.value,
                  "tile": _TILE.value if _TILE.present else None}
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -373,7 +389,6 @@ def train_case(model: LIIF, session: Session) -> Result:
     state, _, _ = run_steps(steps.train, state, from_pipeline, sizes.warmup)
     state, loss, e2e_secs = run_steps(steps.train, state, from_pipeline, sizes.steps)
     return {
-        "model": MODEL_NAMES[model.spec["args"]["encoder_spec"]["name"]],
         "spec": model.spec,
         "compile_s": after_first[0] - compile_mark[0],
         "first_call_s": first,
@@ -406,7 +421,6 @@ def render_case(name: str, model: LIIF, session: Session) -> Result:
     times = [seconds(upscale) for _ in range(sizes.render_repeats)]
     ms = 1e3 * float(np.mean(times))
     return {
-        "model": MODEL_NAMES[model.spec["args"]["encoder_spec"]["name"]],
         "spec": model.spec,
         "in_hw": list(in_hw),
         "out_hw": list(out_hw),
@@ -446,7 +460,7 @@ def run_case(case: str, dtype: str, session: Session) -> Result:
     model = build_model(session.sizes.models[model_key], train_lib.compute_dtype(dtype))
     with precision(dtype):
         result = train_case(model, session) if kind == "train" else render_case(case, model, session)
-    return {**result, "peak_bytes": peak_bytes(), "host_peak_rss_bytes": host_peak_rss_bytes()}
+    return {"model": MODEL_NAMES[model_key], **result, "peak_bytes": peak_bytes(), "host_peak_rss_bytes": host_peak_rss_bytes()}
 
 
 def run_here(case: str, dtype: str, session: Session) -> Result:
@@ -533,6 +547,12 @@ ROWS = (
     Row("render_x30_3840", "render", "2.26 s, 2.4 GB", 2260.0, "<= 226 ms", 226.0),
     Row("render_x4_rdn_div2k", "render", "562 ms", 562.0, "<= 60 ms", 60.0),
     Row("render_x2_8k", "render", "-", None, "completes (bounded memory)", None),
+    Row("train_edsr_baseline_lte", "end_to_end", "-", None, "-", None),
+    Row("train_edsr_baseline_lte", "model_only", "-", None, "-", None),
+    Row("train_swinir_lte", "end_to_end", "-", None, "-", None),
+    Row("train_swinir_lte", "model_only", "-", None, "-", None),
+    Row("render_x4_lte_div2k", "render", "-", None, "-", None),
+    Row("render_x4_swinir_lte_div2k", "render", "-", None, "-", None),
 )
 
 # top-level key -> (case, measure, field): the float32 (TF32) figures.

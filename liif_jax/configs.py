@@ -8,6 +8,7 @@ line by line, and `from_official_yaml` does it for a YAML file.
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 from typing import Any
@@ -27,6 +28,19 @@ def liif_spec(encoder: str = "edsr-baseline", encoder_args: dict[str, Any] | Non
             "feat_unfold": feat_unfold,
             "local_ensemble": local_ensemble,
             "cell_decode": cell_decode,
+        },
+    }
+
+
+def lte_spec(encoder: str = "edsr-baseline", encoder_args: dict[str, Any] | None = None, hidden_dim: int = 256,
+             hidden_list=(256, 256, 256)) -> dict[str, Any]:
+    """An LTE model spec, as LTE's training configs write it."""
+    return {
+        "name": "lte",
+        "args": {
+            "encoder_spec": {"name": encoder, "args": {"no_upsampling": True, **(encoder_args or {})}},
+            "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": tuple(hidden_list)}},
+            "hidden_dim": hidden_dim,
         },
     }
 
@@ -95,6 +109,8 @@ def celebahq_config(lr_size: int, hr_size: int) -> ml_collections.ConfigDict:
                        val_wrapper, epochs=200, milestones=(100,), gamma=0.1)
 
 
+log = logging.getLogger(__name__)
+
 _OFFICIAL_KEYS = {"train_dataset", "val_dataset", "data_norm", "model", "optimizer", "epoch_max", "multi_step_lr",
                   "epoch_val", "epoch_save", "eval_type", "eval_bsize", "resume"}
 # The `data_norm` of every official config: (x - 0.5) / 0.5 for inputs and targets, as `imaging.normalize`.
@@ -116,7 +132,11 @@ def from_official_yaml(path: str | os.PathLike) -> ml_collections.ConfigDict:
     worker processes through memory-mapped files instead of copied into each. A checkpoint is
     kept each epoch (the official `epoch-last`) and the best by validation PSNR (`epoch-best`);
     `epoch_save` snapshots are not kept. What the official trainer would do differently from here
-    (`resume`, eval_type during training, other optimizers) is refused by name.
+    (`resume` from a file that exists, eval_type during training, other optimizers) is refused by
+    name. LTE's configs name a `resume` file that a first run does not have, which LTE's train.py
+    then ignores: so does this (resuming is by --workdir). LTE's train_swinir-liif.yaml names its
+    model `swinir` with LIIF's args, which LTE's own code cannot build (TypeError): it is read as
+    the `liif` model it describes, with a warning.
     """
     import yaml  # Imported here: only this path reads YAML.
 
@@ -133,8 +153,12 @@ def from_official_yaml(path: str | os.PathLike) -> ml_collections.ConfigDict:
         raise refuse("not an official training config (needs train_dataset, model, optimizer, epoch_max)")
     if set(y) - _OFFICIAL_KEYS:
         raise refuse(f"unknown keys {sorted(set(y) - _OFFICIAL_KEYS)}")
-    if y.get("resume") is not None:
-        raise refuse("resume is not supported: run again with the same --workdir to resume")
+    resume = y.get("resume")
+    if resume is not None and os.path.exists(resume):
+        raise refuse(f"resume from {resume} is not supported: run again with the same --workdir to resume")
+    if resume is not None:
+        log.warning("%s: resume file %s does not exist; starting a new run, as LTE's train.py does "
+                    "(liif_jax resumes a run from its --workdir)", where, resume)
     if y.get("eval_type") is not None or y.get("eval_bsize") is not None:
         raise refuse("eval_type / eval_bsize during training are not supported; use python -m liif_jax.evaluate")
     if y.get("data_norm") != OFFICIAL_DATA_NORM:
@@ -146,12 +170,17 @@ def from_official_yaml(path: str | os.PathLike) -> ml_collections.ConfigDict:
         raise refuse(f"epoch_val {y['epoch_val']}: validation runs each epoch; set --config.eval_every_steps instead")
     schedule = y.get("multi_step_lr") or {"milestones": [], "gamma": 1.0}
 
+    model = _tuples(y["model"])
+    if model.get("name") == "swinir" and {"encoder_spec", "imnet_spec"} <= set(model.get("args") or {}):
+        log.warning("%s: model name 'swinir' with an encoder_spec and an imnet_spec (LTE's code cannot build it) "
+                    "is read as the 'liif' model those args describe", where)
+        model = {**model, "name": "liif"}
     train = y["train_dataset"]
     train_dataset = _tuples(train["dataset"])
     if (train_dataset.get("args") or {}).get("cache") == "in_memory":
         train_dataset["args"]["cache"] = "bin"
     val = y.get("val_dataset") if y.get("epoch_val") else None
-    c = base_config(_tuples(y["model"]), train_dataset, _tuples(val["dataset"]) if val else None,
+    c = base_config(model, train_dataset, _tuples(val["dataset"]) if val else None,
                     _tuples(train["wrapper"]), _tuples(val["wrapper"]) if val else None, batch_size=train["batch_size"],
                     epochs=y["epoch_max"], milestones=schedule["milestones"], gamma=schedule.get("gamma", 0.1),
                     lr=optimizer["args"]["lr"])

@@ -6,6 +6,7 @@ arithmetic so that nearest-latent lookups at pixel boundaries pick the same late
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 
@@ -13,6 +14,15 @@ def coord_affine(n: int, v0: float = -1.0, v1: float = 1.0) -> tuple[np.float32,
     """(first, step) in float32 such that pixel i's centre is `first + step * i`, as the official code."""
     r = (v1 - v0) / (2 * n)
     return np.float32(v0 + r), np.float32(2 * r)
+
+
+def centre(first, step, i):
+    """`first + step * i` on the device, rounded after the product and after the sum as the official
+    code rounds them. Without the barrier XLA fuses the two into one multiply-add, whose single
+    rounding can move a centre by an ulp: enough to turn a query exactly on a latent centre
+    (relative coordinate 0, so two ensemble areas of 0) into one beside it, which swings the
+    local ensemble's weights (e.g. every third pixel of an x3 rendering)."""
+    return first + jax.lax.optimization_barrier(step * i)
 
 
 def coord_seq(n: int, v0: float = -1.0, v1: float = 1.0) -> np.ndarray:

@@ -5,6 +5,10 @@ The official demo.py's flags and output: MODEL is an official `.pth`, a liif_jax
 (`pretrained:edsr-baseline-liif`). `--scale S` instead of `--resolution` asks for round(S x) the
 input size. `--zoom FRAMES --scale S --output zoom.webp` (or .gif) makes an animated zoom from x1
 to xS into the centre instead (`liif_jax.zoom`).
+
+Models of LTE's code (LTE, and LIIF / MetaSR on SwinIR) render as LTE's demo.py does: `--scale S`
+asks for int(h S) x int(w S), and above x4 (`--scale-max`) the cell is clamped as if at x4
+(times scale / 4). `--scale-max` sets that scale for any model; 0 turns the clamp off.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from PIL import Image
 
 from liif_jax import cli_checks, imaging, zoom
 from liif_jax.checkpoints import load_model
-from liif_jax.render import CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, default_batch_queries, upscale
+from liif_jax.render import (CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, LTE_SCALE_MAX, default_batch_queries,
+                             lte_cell_factor, lte_family, scale_max_for, upscale)
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -48,12 +53,22 @@ def check_zoom_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error(f"--zoom writes an animation: --output must end in {' or '.join(zoom.ANIMATION_SUFFIXES)}, got {args.output}")
 
 
+def output_size(model, in_hw: tuple[int, int], args: argparse.Namespace) -> tuple[int, int]:
+    """--resolution, or --scale S: int(h S) x int(w S) for LTE's models (its demo.py), else rounded."""
+    if args.resolution:
+        return args.resolution
+    if lte_family(model):
+        return max(1, int(in_hw[0] * args.scale)), max(1, int(in_hw[1] * args.scale))
+    return cli_checks.scaled_size(in_hw, args.scale)
+
+
 def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray, frame_hw: tuple[int, int]) -> int:
     t0 = time.perf_counter()
     try:
         zoom.save_zoom(model, params, imaging.to_float01(img), args.output, args.zoom, args.scale, frame_hw,
                        default_batch_queries() if args.batch_queries is None else args.batch_queries,
-                       report=lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True))
+                       report=lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True),
+                       scale_max=scale_max_for(model, args.scale_max))
     except (OSError, ValueError) as e:
         print(f"\nerror: cannot write --output {args.output}: {e}", file=sys.stderr)
         return 1
@@ -78,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
                         help=f"largest input or output image, in pixels (default {imaging.DEFAULT_MAX_PIXELS})")
+    parser.add_argument("--scale-max", type=float, metavar="S",
+                        help=f"clamp the cell above this scale, as LTE's demo.py (cell x scale / S); default "
+                        f"{LTE_SCALE_MAX} for models of LTE's code (LTE, SwinIR encoder), none for LIIF's; 0: never")
     parser.add_argument("--zoom", type=int, metavar="FRAMES", help="an animated zoom of FRAMES frames from x1 to --scale "
                         "into the centre, each rendered at its own scale; --output .webp or .gif")
     parser.add_argument("--frame-size", type=parse_resolution, metavar="H,W",
@@ -91,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--tile must be 0 (whole image) or positive, got {args.tile}")
     if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
         parser.exit(2, f"error: --scale must be a positive number, got {args.scale}\n")
+    if args.scale_max is not None and not (math.isfinite(args.scale_max) and args.scale_max >= 0):
+        parser.exit(2, f"error: --scale-max must be a number >= 0 (0: no cell clamp), got {args.scale_max}\n")
     try:  # every check before the model is loaded or the image decoded
         imaging.set_max_pixels(args.max_pixels)
         cli_checks.check_step(args.step)
@@ -109,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.zoom is not None:
         return write_zoom(args, model, params, img, size)
+    size = output_size(model, img.shape[:2], args)  # at most the size checked above
+    factor = lte_cell_factor(size[0] / img.shape[0], scale_max_for(model, args.scale_max))
     t0 = time.perf_counter()
-    pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries, args.tile)
+    pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries, args.tile, cell_factor=factor)
     try:
         Image.fromarray(to_uint8_official(pred)).save(args.output)
     except (OSError, ValueError) as e:

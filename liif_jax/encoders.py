@@ -1,6 +1,6 @@
-"""Convolutional encoders of the official LIIF code.
+"""Encoders of the official LIIF code, and LTE's SwinIR (`liif_jax.swinir`).
 
-LIIF and MetaSR use the feature map (`no_upsampling: true`). Without it, EDSR and RDN end with
+LIIF, MetaSR and LTE use the feature map (`no_upsampling: true`). Without it, EDSR and RDN end with
 their official upsampling tails (EDSR's pixel-shuffle `Upsampler`, RDN's `UPNet`) and output RGB
 at a fixed `scale`: the paper's fixed-scale baselines. Module names mirror the official state-dict names with each numeric index joined to the name
 before it (`body.3.body.0` -> `body_3/body_0`), so that converting an official checkpoint is one
@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from liif_jax.layers import Dtype, conv
+from liif_jax.swinir import make_swinir
 
 
 class ResBlock(nn.Module):
@@ -238,7 +239,10 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "edsr": _edsr,
     "rdn": _rdn,
     "rcan": _rcan,
+    "swinir": make_swinir,
 }
+# LTE's `swinir` factory ignores `no_upsampling`: it always returns the feature map.
+FEATURES_ONLY = ("swinir",)
 
 # The scales each official upsampling tail supports (EDSR: powers of two and 3; RDN: 2, 3, 4).
 _TAIL_SCALES: dict[str, Callable[[int], bool]] = {
@@ -256,7 +260,7 @@ def make_encoder(name: str, args: dict[str, Any] | None = None, dtype: Dtype = N
     args = dict(args or {})
     args.pop("rgb_range", None)  # only the unused mean shift reads it
     scale = args.pop("scale", 2)
-    if not args.pop("no_upsampling", False):
+    if not args.pop("no_upsampling", False) and name not in FEATURES_ONLY:
         if name not in _TAIL_SCALES:
             raise ValueError(f"encoder {name!r}: the upsampling tail is not implemented; set no_upsampling: true")
         if not isinstance(scale, int) or not _TAIL_SCALES[name](scale):

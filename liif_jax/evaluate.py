@@ -8,7 +8,9 @@ as `sr-implicit-paired` (the official DIV2K x2-x4 and benchmark tables); `--spli
 load/celebAHQ/256 --split-file load/celebAHQ/split.json --split-key val --scale 8 --protocol
 plain`). `--tfds NAME` reads a prepared TFDS set (ArrayRecord, no TensorFlow) instead of folders.
 `--config configs/test/test-div2k-4.yaml` takes the data, scale and protocol from an official test
-config, as `python test.py --config` does.
+config, as `python test.py --config` does. Models of LTE's code (LTE, SwinIR encoders) are
+evaluated as LTE's test.py does: the cell clamped above x4 (`--scale-max`), and with `--window 8`
+the input padded as its SwinIR evaluation pads it.
 
 The library call `evaluate(model, params, source, scales, protocol)` is what the CLI, the training
 loop and a notebook share. A source is any sequence (a `liif_jax.sources` source, or a plain list) of
@@ -36,7 +38,8 @@ from liif_jax import cli_checks, configs, datasets, imaging, metrics, report, so
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import Model
-from liif_jax.render import CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, upscale
+from liif_jax.render import (CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, LTE_SCALE_MAX, lte_cell_factor,
+                             scale_max_for, upscale)
 
 PLOT_NAME = "psnr_vs_scale.png"
 
@@ -96,6 +99,15 @@ def crop_paired(lr: np.ndarray, hr: np.ndarray, scale: float) -> np.ndarray:
     return hr[: h_lr * scale, : w_lr * scale]
 
 
+def window_pad(lr: np.ndarray, window: int) -> np.ndarray:
+    """LTE's test.py `--window`: the input extended at the bottom and right by its mirror image (edge
+    pixel repeated) to the next multiple of the window above its size (a whole window more when it
+    is one already), as its SwinIR evaluation does."""
+    h, w = lr.shape[:2]
+    pad = ((0, (h // window + 1) * window - h), (0, (w // window + 1) * window - w), (0, 0))
+    return np.pad(lr, pad, mode="symmetric")
+
+
 def evaluate_one(
     model: Model,
     params: Any,
@@ -105,13 +117,28 @@ def evaluate_one(
     protocol: metrics.Protocol,
     batch_queries: int | None = None,
     tile: int = DEFAULT_TILE,
+    window: int = 0,
+    scale_max: float | None = None,
 ) -> Outcome:
-    """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`."""
+    """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`.
+
+    `scale_max`: LTE's cell clamp above that scale; `window`: LTE's padding of the input to a
+    multiple of the window (the output rendered for the padded input, then cropped to the HR size).
+    """
     if lr is None:
         lr, hr = downsample(hr, scale)
     else:
         hr = crop_paired(lr, hr, scale)
-    pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile)
+    factor = lte_cell_factor(scale, scale_max)
+    if window:
+        if scale != int(scale):
+            raise ValueError(f"--window needs an integer scale (LTE's test.py renders scale x the padded input), got {scale:g}")
+        padded = window_pad(lr, window)
+        out_hw = (int(scale) * padded.shape[0], int(scale) * padded.shape[1])
+        pred = upscale(model, params, to_float01(padded), out_hw, batch_queries, tile, cell_factor=factor)
+        pred = pred[: hr.shape[0], : hr.shape[1]]
+    else:
+        pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile, cell_factor=factor)
     bicubic = report.bicubic_upsample(lr, hr.shape[:2])
     gt = to_float01(hr)
     return Outcome(
@@ -131,6 +158,8 @@ def evaluate(
     names: Sequence[str] | None = None,
     on_result: Callable[[list[report.ImageResult]], None] | None = None,
     tile: int = DEFAULT_TILE,
+    window: int = 0,
+    scale_max: float | None = None,
 ) -> list[report.ImageResult]:
     """Per-image results of every image of `source` at every scale, image-major.
 
@@ -155,7 +184,7 @@ def evaluate(
         for scale in scales:
             start = time.perf_counter()
             try:
-                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile)
+                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile, window, scale_max)
             except ValueError as err:
                 raise ImageError(f"{where} at scale {scale:g}: {err}") from err
             results.append(report.ImageResult(name, scale, outcome.psnr, outcome.bicubic_psnr))
@@ -344,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"input pixels per tile side (bounds memory; 0: whole images; default {DEFAULT_TILE})",
     )
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--window", type=int, default=0, help="LTE's test.py --window (8 for SwinIR): pad each input "
+                        "with its mirror image to the next multiple of W above its size; default 0, no padding")
+    parser.add_argument("--scale-max", type=float, metavar="S", help="clamp the cell above this scale, as LTE's test.py "
+                        f"(cell x scale / S); default {LTE_SCALE_MAX} for models of LTE's code (LTE, SwinIR encoder), "
+                        "none for LIIF's; 0: never")
     parser.add_argument(
         "--save-images", metavar="DIR", help="write bicubic / LIIF / ground-truth crops (and a plot) here"
     )
@@ -395,14 +429,22 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
         raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
     if args.tile < 0:
         raise ValueError(f"--tile must be 0 (whole images) or positive, got {args.tile}")
+    if args.window < 0:
+        raise ValueError(f"--window must be 0 (no padding) or positive (8 for SwinIR), got {args.window}")
+    if args.window and any(s != int(s) for s in scales):
+        raise ValueError(f"--window needs integer scales, as LTE's test.py, got {','.join(f'{s:g}' for s in scales)}")
+    if args.scale_max is not None and not (math.isfinite(args.scale_max) and args.scale_max >= 0):
+        raise ValueError(f"--scale-max must be a number >= 0 (0: no cell clamp), got {args.scale_max}")
     cli_checks.check_image_headers(source)
     model, params = load_model(args.model, args.step)
+    scale_max = scale_max_for(model, args.scale_max)
+    clamp = f", cell clamped above x{scale_max:g}" if scale_max else ""
     print(f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
-          f"{protocol!r}", flush=True)
+          f"{protocol!r}{clamp}{f', window {args.window}' if args.window else ''}", flush=True)
     own_sink = sink is None
     sink = sink or JsonSink(args.json)
     results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names,
-                       on_result=sink, tile=args.tile)
+                       on_result=sink, tile=args.tile, window=args.window, scale_max=scale_max)
     if own_sink and sink.error is not None:
         raise sink.error
     return results

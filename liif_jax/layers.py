@@ -43,10 +43,11 @@ def conv(features: int, kernel: int, in_features: int, name: str, dtype: Dtype =
     )
 
 
-def dense(features: int, in_features: int, name: str, dtype: Dtype = None) -> nn.Dense:
-    """PyTorch `Linear(in, out)`."""
+def dense(features: int, in_features: int, name: str, dtype: Dtype = None, use_bias: bool = True) -> nn.Dense:
+    """PyTorch `Linear(in, out, bias=use_bias)`."""
     return nn.Dense(
         features,
+        use_bias=use_bias,
         kernel_init=_torch_kernel_init,
         bias_init=_torch_bias_init(in_features),
         dtype=dtype,

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax.coords import coord_affine
+from liif_jax.coords import centre, coord_affine
 from liif_jax.layers import Dtype, dense
 
 Params = Any
@@ -155,7 +155,7 @@ def query(
     for sign in neighbour_signs(local_ensemble):
         c = coord if sign is None else coord + jnp.stack([lat.shift[sign[0], 0], lat.shift[sign[1], 1]])
         index = nearest_index(jnp.clip(c, np.float32(-CLAMP), np.float32(CLAMP)), lat.half)
-        rel = (coord - (lat.first + lat.step * index.astype(jnp.float32))) * lat.size
+        rel = (coord - centre(lat.first, lat.step, index.astype(jnp.float32))) * lat.size
         p = gather_rows(grid, index - lat.origin) + rel[..., :1] * w_coord[0] + rel[..., 1:] * w_coord[1] + b0
         if w_cell is not None:
             rel_cell = cell * lat.size

@@ -1,7 +1,7 @@
-"""Models built from official model specs: `{'name': 'liif' | 'metasr', 'args': {...}}`.
+"""Models built from official model specs: `{'name': 'liif' | 'metasr' | 'lte', 'args': {...}}`.
 
-A model is a frozen description plus pure functions of `params` (a nested dict with `encoder` and
-`imnet`). `encode` (`features`, then `latents`) runs the encoder once per image or tile; `query`
+A model is a frozen description plus pure functions of `params` (a nested dict with `encoder`,
+`imnet` and, for LTE, `coef`, `freq` and `phase`). `encode` (`features`, then `latents`) runs the encoder once per image or tile; `query`
 decodes any number of coordinates from its result, so rendering can query in blocks.
 """
 
@@ -10,16 +10,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax import liif
+from liif_jax import liif, lte
+from liif_jax.coords import centre
 from liif_jax.encoders import make_encoder
-from liif_jax.layers import Dtype
+from liif_jax.layers import Dtype, conv, dense
 
 Params = Any
 Spec = dict[str, Any]
@@ -42,19 +43,29 @@ class EncodeQuery:
 
     encoder: nn.Module
 
-    def features(self, params: Params, inp: jax.Array) -> jax.Array:
+    def features(self, params: Params, inp: jax.Array, rng: jax.Array | None = None) -> jax.Array:
         """Encoder output (B, h, w, C) of images in [-1, 1] (B, h, w, 3); an upsampling encoder's
-        map is larger (the fixed-scale baselines)."""
-        return self.encoder.apply({"params": params["encoder"]}, inp).astype(jnp.float32)
+        map is larger (the fixed-scale baselines), SwinIR's padded to its window.
+
+        `rng` runs the encoder in training mode: SwinIR's stochastic depth draws from it (the
+        other encoders have nothing random and ignore it)."""
+        variables = {"params": params["encoder"]}
+        if rng is not None and getattr(self.encoder, "drop_path_rate", 0):
+            out = self.encoder.apply(variables, inp, train=True, rngs={"drop_path": rng})
+        else:
+            out = self.encoder.apply(variables, inp)
+        return out.astype(jnp.float32)
 
     def latents(self, params: Params, feat: jax.Array) -> jax.Array:
         return feat
 
-    def encode(self, params: Params, inp: jax.Array) -> jax.Array:
-        return self.latents(params, self.features(params, inp))
+    def encode(self, params: Params, inp: jax.Array, rng: jax.Array | None = None) -> jax.Array:
+        return self.latents(params, self.features(params, inp, rng))
 
-    def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
-        return self.query(params, self.encode(params, inp), coord, cell)
+    def apply(self, params: Params, inp: jax.Array, coord: jax.Array, cell: jax.Array,
+              rng: jax.Array | None = None) -> jax.Array:
+        """Queries of one forward pass; `rng`: training mode (see `features`)."""
+        return self.query(params, self.encode(params, inp, rng), coord, cell)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
@@ -128,7 +139,7 @@ def metasr_point(feat: jax.Array, coord: jax.Array, cell: jax.Array, lat: liif.L
     q = jnp.clip(corner + liif.ENSEMBLE_EPS, -liif.CLAMP, liif.CLAMP)
     index = liif.nearest_index(q, half)
     # Latent coordinates shifted to their cells' top-left corners, as the official code does.
-    rel = (corner - (lat.first + lat.step * index.astype(jnp.float32) - lat.inv)) * half
+    rel = (corner - (centre(lat.first, lat.step, index.astype(jnp.float32)) - lat.inv)) * half
     inp = jnp.stack([rel[0], rel[1], cell[0] * half[0]])
     weights = imnet(inp).reshape(c * 9, 3)
     padded = jnp.pad(feat, ((1, 1), (1, 1), (0, 0)))
@@ -166,7 +177,59 @@ class FixedScaleSR(EncodeQuery):
         return jnp.where(inside[..., None], pick, 0.0)
 
 
-Model = LIIF | MetaSR | FixedScaleSR  # every model: encode once, query any coordinates
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
+class LTE(EncodeQuery):
+    """LTE (Local Texture Estimator), as LTE's `models/lte.py`: a Fourier basis per latent
+    (coefficients and frequencies, 3x3 convs of the features; a phase from the cell) decoded by an
+    MLP with the local ensemble, plus the bilinear sample of the input (see `liif_jax.lte`).
+
+    `features` are (encoder features, input image): the query adds the input's bilinear sample,
+    so both travel together through tiling and rendering."""
+
+    spec: Spec
+    encoder: nn.Module
+    imnet: liif.MLP
+    hidden_dim: int = 256
+    dtype: Dtype = None
+    local_ensemble: ClassVar[bool] = True  # always on in LTE (what `tiling` asks of a model)
+
+    def init(self, rng: jax.Array, inp_size: int = 48) -> Params:
+        k_enc, k_coef, k_freq, k_phase, k_mlp = jax.random.split(rng, 5)
+        enc = self.encoder.init(k_enc, jnp.zeros((1, inp_size, inp_size, 3), jnp.float32))["params"]
+        c, d = self.encoder.out_dim, self.hidden_dim
+        fmap = jnp.zeros((1, 3, 3, c), jnp.float32)
+        return {
+            "encoder": enc,
+            "coef": conv(d, 3, c, "coef").init(k_coef, fmap)["params"],
+            "freq": conv(d, 3, c, "freq").init(k_freq, fmap)["params"],
+            "phase": dense(d // 2, 2, "phase", use_bias=False).init(k_phase, jnp.zeros((1, 2)))["params"],
+            "imnet": self.imnet.init(k_mlp, jnp.zeros((1, d), jnp.float32))["params"],
+        }
+
+    def features(self, params: Params, inp: jax.Array, rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """(encoder features (B, h', w', C), input (B, h, w, 3))."""
+        return super().features(params, inp, rng), inp.astype(jnp.float32)
+
+    def latents(self, params: Params, feat: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        """(coefficients and frequencies (B, h', w', 2 * hidden), input): `lte.fourier_grid`."""
+        feat, image = feat
+        coef, freq = params["coef"], params["freq"]
+        return lte.fourier_grid(coef["kernel"], coef["bias"], freq["kernel"], freq["bias"], feat, self.dtype), image
+
+    def query(self, params: Params, grid: tuple[jax.Array, jax.Array], coord: jax.Array, cell: jax.Array,
+              lattice: liif.Lattice | None = None, mlp_dtype: Dtype = None) -> jax.Array:
+        """As `LIIF.query`. The input's own lattice is the feature lattice unless the encoder padded
+        the input (SwinIR): then the map is whole (never tiled) and the input lattice is its own."""
+        fourier, image = grid
+        lat = liif.lattice(fourier.shape[1:3]) if lattice is None else lattice
+        lat_in = lat if image.shape[1:3] == fourier.shape[1:3] else liif.lattice(image.shape[1:3])
+        imnet = self.imnet if mlp_dtype is None else self.imnet.clone(dtype=mlp_dtype)
+        mlp = functools.partial(imnet.apply, {"params": params["imnet"]})
+        out = lte.query(fourier, image, coord, cell, lat, lat_in, params["phase"]["kernel"], mlp)
+        return out.astype(jnp.float32)
+
+
+Model = LIIF | MetaSR | FixedScaleSR | LTE  # every model: encode once, query any coordinates
 
 
 def build_model(spec: Spec, dtype: Dtype = None) -> Model:
@@ -177,7 +240,7 @@ def build_model(spec: Spec, dtype: Dtype = None) -> Model:
     if enc_spec is None:
         raise ValueError(f"model spec {spec!r} has no args.encoder_spec")
     encoder = make_encoder(enc_spec["name"], enc_spec.get("args"), dtype)
-    upsamples = not (enc_spec.get("args") or {}).get("no_upsampling", False)
+    upsamples = bool(getattr(encoder, "upsample_scale", None))
     if name == "liif" and args.get("imnet_spec") is None:
         if not upsamples:
             raise ValueError("liif without imnet_spec is the fixed-scale baseline: its encoder needs its "
@@ -204,10 +267,22 @@ def build_model(spec: Spec, dtype: Dtype = None) -> Model:
             raise ValueError(f"metasr: unknown args {sorted(args)}")
         imnet = liif.MLP(3, encoder.out_dim * 9 * 3, (256,), dtype)
         return MetaSR(spec, encoder, imnet, dtype)
-    raise ValueError(f"unknown model {name!r}; available: liif, metasr")
+    if name == "lte":
+        imnet_spec = args.pop("imnet_spec", None)
+        hidden_dim = args.pop("hidden_dim", 256)
+        if args:
+            raise ValueError(f"lte: unknown args {sorted(args)}")
+        if imnet_spec is None or imnet_spec.get("name", "mlp") != "mlp":
+            raise ValueError("lte: needs an 'mlp' imnet_spec (LTE's MLP, in_dim = hidden_dim)")
+        if hidden_dim % 2:
+            raise ValueError(f"lte: hidden_dim must be even (cos and sin halves), got {hidden_dim}")
+        im_args = imnet_spec.get("args", {})
+        imnet = liif.MLP(hidden_dim, im_args.get("out_dim", 3), tuple(im_args.get("hidden_list", [256] * 4)), dtype)
+        return LTE(spec, encoder, imnet, hidden_dim, dtype)
+    raise ValueError(f"unknown model {name!r}; available: liif, metasr, lte")
 
 
-_ENCODER_NAMES = {"edsr-baseline": "EDSR-baseline", "edsr": "EDSR", "rdn": "RDN", "rcan": "RCAN"}
+_ENCODER_NAMES = {"edsr-baseline": "EDSR-baseline", "edsr": "EDSR", "rdn": "RDN", "rcan": "RCAN", "swinir": "SwinIR"}
 
 
 def describe(model: Model) -> str:
@@ -219,12 +294,16 @@ def describe(model: Model) -> str:
         text += f" {enc.n_resblocks}x{enc.n_feats}"
     elif name == "rdn":
         text += f"-{enc.RDNconfig} G0={enc.G0}"
+    elif name == "swinir":
+        text += f" {enc.embed_dim}x{'-'.join(map(str, enc.depths))}"
     if isinstance(model, MetaSR):
         return f"MetaSR, {text}"
     if isinstance(model, FixedScaleSR):
         return f"{text}, fixed x{enc.upsample_scale} upsampling"
     hidden = list(model.imnet.hidden_list)
     mlp = f"MLP {hidden[0]}x{len(hidden)}" if len(set(hidden)) == 1 else "MLP " + "-".join(map(str, hidden))
+    if isinstance(model, LTE):
+        return f"LTE, {text}, hidden {model.hidden_dim}, {mlp}"
     off = [f"no {part}" for part, on in (("unfold", model.feat_unfold), ("ensemble", model.local_ensemble),
                                           ("cell", model.cell_decode)) if not on]
     return ", ".join([text, mlp, *off])

@@ -5,7 +5,8 @@ each tile's output is queried in blocks of at most `MAX_BLOCK` x `MAX_BLOCK` pix
 one compiled program that loops over `batch_queries` queries at a time. Device memory therefore
 depends on the tile size and `batch_queries`, not on the image size; the output is the
 whole-image rendering's (`tile=0`), and finished blocks are copied to the host while the next
-computes. Encoders whose features are not local (RCAN) are encoded whole.
+computes. Encoders whose features are not local (RCAN, SwinIR) are encoded whole, and keep their
+whole feature map (SwinIR's is padded to its window).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from liif_jax import liif, tiling
-from liif_jax.coords import coord_affine
+from liif_jax.coords import centre, coord_affine
 from liif_jax.layers import Dtype
 from liif_jax.models import Model
 
@@ -33,12 +34,18 @@ log = logging.getLogger(__name__)
 
 @functools.partial(jax.jit, static_argnames=("model", "crop"))
 def encode_tile(model: Model, params, window: jax.Array, crop_start: jax.Array, crop: tuple[int, int]):
-    """Latents (B, *crop, D) of the crop at `crop_start` (window pixels) of an input window."""
+    """Latents (B, *crop, D) of the crop at `crop_start` (window pixels) of an input window; all of
+    them when the crop is the whole window (an encoder that cannot be tiled: its map may be larger).
+
+    The features may be several maps at the input's resolution (LTE: features and input), each
+    cropped alike."""
     feat = model.features(params, window)
-    b, fh, _, c = feat.shape
-    f = fh // window.shape[1]  # 1, or the scale of an upsampling encoder (`FixedScaleSR`)
-    feat = jax.lax.dynamic_slice(feat, (0, crop_start[0] * f, crop_start[1] * f, 0), (b, crop[0] * f, crop[1] * f, c))
-    return model.latents(params, feat)
+    if tuple(crop) == window.shape[1:3]:
+        return model.latents(params, feat)
+    f = jax.tree.leaves(feat)[0].shape[1] // window.shape[1]  # 1, or the scale of an upsampling encoder
+    crop_map = lambda x: jax.lax.dynamic_slice(x, (0, crop_start[0] * f, crop_start[1] * f, 0),
+                                               (x.shape[0], crop[0] * f, crop[1] * f, x.shape[3]))
+    return model.latents(params, jax.tree.map(crop_map, feat))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "block", "batch_queries", "unit_range", "mlp_dtype"))
@@ -62,11 +69,11 @@ def query_block(
     mapped to [0, 1] and clamped with `unit_range`. `geometry` (see `output_geometry`) and the
     ranges are data, so one program serves every block of every output of this block size.
     """
-    (qh, qw), b = block, grid.shape[0]
+    (qh, qw), b = block, jax.tree.leaves(grid)[0].shape[0]
     first, step, cell = geometry[1], geometry[2], geometry[3]
     r = jnp.minimum(rows[0] + jnp.arange(qh), rows[1] - 1).astype(jnp.float32)
     c = jnp.minimum(cols[0] + jnp.arange(qw), cols[1] - 1).astype(jnp.float32)
-    y, x = first[0] + step[0] * r, first[1] + step[1] * c
+    y, x = centre(first[0], step[0], r), centre(first[1], step[1], c)
     coord = jnp.stack(jnp.broadcast_arrays(y[:, None], x[None, :]), axis=-1).reshape(qh * qw, 2)
     n = qh * qw
     bq = min(batch_queries, n)
@@ -86,10 +93,36 @@ def default_batch_queries() -> int:
     return CPU_BATCH_QUERIES if jax.default_backend() == "cpu" else DEFAULT_BATCH_QUERIES
 
 
-def output_geometry(out_hw: tuple[int, int]) -> np.ndarray:
-    """(4, 2) float32: size, first pixel centre, centre spacing and cell of an H x W output."""
+def output_geometry(out_hw: tuple[int, int], cell_factor: float = 1.0) -> np.ndarray:
+    """(4, 2) float32: size, first pixel centre, centre spacing and cell of an H x W output; the
+    cell times `cell_factor` (LTE's cell clamp), multiplied in float32 as LTE's code does."""
     (fh, sh), (fw, sw) = coord_affine(out_hw[0]), coord_affine(out_hw[1])
-    return np.array([out_hw, [fh, fw], [sh, sw], [2 / out_hw[0], 2 / out_hw[1]]], np.float32)
+    cell = np.array([2 / out_hw[0], 2 / out_hw[1]], np.float32) * np.float32(cell_factor)
+    return np.array([out_hw, [fh, fw], [sh, sw], cell], np.float32)
+
+
+LTE_SCALE_MAX = 4  # LTE's demo.py and test.py: the largest training scale, for the cell clamp
+
+
+def lte_family(model: Model) -> bool:
+    """A model of LTE's code (LTE, or LIIF / MetaSR on its SwinIR encoder): LTE's demo and test
+    clamp its cell above x`LTE_SCALE_MAX` and its demo sizes outputs int(h * S) x int(w * S)."""
+    return model.spec["name"] == "lte" or model.spec["args"]["encoder_spec"]["name"] == "swinir"
+
+
+def scale_max_for(model: Model, flag: float | None = None) -> float | None:
+    """The cell clamp's scale: `flag` if given (0: no clamp), else LTE's 4 for its models and none
+    for LIIF's, as each code's demo and test do."""
+    if flag is not None:
+        return flag or None
+    return LTE_SCALE_MAX if lte_family(model) else None
+
+
+def lte_cell_factor(scale: float, scale_max: float | None) -> float:
+    """LTE's cell clamp (its demo.py and test.py): a query at a scale beyond the largest training
+    scale `scale_max` gets its cell times scale / scale_max, as if it were at most that scale's
+    (LTE's demo takes scale = output rows / input rows). 1 without `scale_max` (LIIF's code)."""
+    return 1.0 if not scale_max else max(scale / scale_max, 1.0)
 
 
 def plan(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int], tile: int) -> tiling.Plan:
@@ -109,6 +142,7 @@ def render(
     unit_range: bool = False,
     tile: int = DEFAULT_TILE,
     mlp_dtype: Dtype = None,
+    cell_factor: float = 1.0,
 ) -> np.ndarray:
     """Prediction at every pixel centre of an H x W grid: (B, H, W, 3) float32.
 
@@ -116,6 +150,7 @@ def render(
     in [0, 1] and clamped with `unit_range`. `tile`: input pixels per tile side (0: the whole
     image at once; the output is the same). `batch_queries`: queries per step of the decoder
     (None: `default_batch_queries()`). `mlp_dtype` (e.g. bfloat16) computes the MLP in it.
+    `cell_factor` multiplies every query's cell (LTE's cell clamp, see `lte_cell_factor`).
     """
     h, w = out_hw
     batch_queries = default_batch_queries() if batch_queries is None else batch_queries
@@ -123,7 +158,7 @@ def render(
         raise ValueError(f"output size {out_hw} and batch_queries {batch_queries} must be positive, tile {tile} >= 0")
     inp = np.asarray(inp, np.float32)
     p = plan(model, inp.shape[1:3], out_hw, tile)
-    geometry = jnp.asarray(output_geometry(out_hw))
+    geometry = jnp.asarray(output_geometry(out_hw, cell_factor))
     block = (p.rows.block, p.cols.block)
     out = np.empty((inp.shape[0], h, w, 3), np.float32)
     pending = None
@@ -132,8 +167,8 @@ def render(
             window = jnp.asarray(inp[:, ys : ys + p.rows.window, xs : xs + p.cols.window])
             grid = encode_tile(model, params, window, jnp.array([cy - ys, cx - xs], jnp.int32), (p.rows.crop, p.cols.crop))
             if pending is None:  # the encoder's activations are gone before the query program first compiles
-                grid.block_until_ready()
-            lattice = liif.lattice(inp.shape[1:3], (cy, cx))
+                jax.block_until_ready(grid)
+            lattice = liif.lattice(_feature_size(p, inp.shape[1:3], grid), (cy, cx))
             for rows in p.rows.blocks(i):
                 for cols in p.cols.blocks(j):
                     rgb = query_block(model, params, grid, lattice, geometry, np.array(rows, np.int32),
@@ -143,6 +178,13 @@ def render(
                     pending = (rows, cols, rgb)
     _copy(out, *pending)
     return out
+
+
+def _feature_size(p: tiling.Plan, in_hw: tuple[int, int], grid) -> tuple[int, int]:
+    """The whole image's latent grid size: the input's, or on an axis encoded whole the map's own
+    (SwinIR pads it; an upsampling encoder's map is larger, and its query reads no lattice)."""
+    map_hw = jax.tree.leaves(grid)[0].shape[1:3]
+    return tuple(m if axis.window == axis.crop else n for axis, n, m in zip((p.rows, p.cols), in_hw, map_hw))
 
 
 def _copy(out: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], rgb: jax.Array) -> None:
@@ -158,10 +200,12 @@ def upscale(
     batch_queries: int | None = None,
     tile: int = DEFAULT_TILE,
     mlp_dtype: Dtype = None,
+    cell_factor: float = 1.0,
 ) -> np.ndarray:
     """One image in [0, 1] (h, w, 3) -> the model's rendering in [0, 1] (H, W, 3), clamped."""
     inp = (np.asarray(img01, np.float32)[None] - 0.5) / 0.5
-    return render(model, params, inp, out_hw, batch_queries, unit_range=True, tile=tile, mlp_dtype=mlp_dtype)[0]
+    return render(model, params, inp, out_hw, batch_queries, unit_range=True, tile=tile, mlp_dtype=mlp_dtype,
+                  cell_factor=cell_factor)[0]
 
 
 def programs(

@@ -2,9 +2,10 @@
 
 A spec comes from files (a `.pth`'s `model` entry, our checkpoints' meta, a config), so it is
 untrusted: `check_spec` accepts only the keys the official model factories take (`models/*.py`
-of the official code: `liif`, `metasr`, `mlp`, `edsr-baseline`, `edsr`, `rdn`, `rcan`), each of
-its type and within a range that builds in seconds, and a model of at most `MAX_PARAMS`
-parameters. It says which key is wrong and why, never echoing more than a short repr.
+of the official LIIF code: `liif`, `metasr`, `mlp`, `edsr-baseline`, `edsr`, `rdn`, `rcan`; of
+LTE's: `lte` and `swinir`, whose args may also be SwinIR's constructor arguments, for compact
+models), each of its type and within a range that builds in seconds, and a model of at most
+`MAX_PARAMS` parameters. It says which key is wrong and why, never echoing more than a short repr.
 """
 
 from __future__ import annotations
@@ -58,13 +59,20 @@ def _odd(lo: int, hi: int) -> Check:
     return lambda v: in_range(v) or (None if v % 2 else "must be odd")
 
 
-def _int_list(lo: int, hi: int, max_len: int) -> Check:
+def _int_list(lo: int, hi: int, max_len: int, min_len: int = 0) -> Check:
     def check(v: Any) -> str | None:
-        if type(v) not in (list, tuple) or len(v) > max_len or any(type(x) is not int or not lo <= x <= hi for x in v):
-            return f"must be a list of at most {max_len} integers in [{lo}, {hi}]"
+        if (type(v) not in (list, tuple) or not min_len <= len(v) <= max_len
+                or any(type(x) is not int or not lo <= x <= hi for x in v)):
+            count = f"at most {max_len}" if min_len == 0 else f"{min_len} to {max_len}"
+            return f"must be a list of {count} integers in [{lo}, {hi}]"
         return None
 
     return check
+
+
+def _even(lo: int, hi: int) -> Check:
+    in_range = _int(lo, hi)
+    return lambda v: in_range(v) or (None if v % 2 == 0 else "must be even")
 
 
 _UPSAMPLING = {"scale": _int(1, 16), "no_upsampling": _bool}
@@ -76,15 +84,21 @@ ENCODER_ARGS: dict[str, dict[str, Check]] = {
     "rdn": {"G0": _int(1, 1024), "RDNkSize": _odd(1, 9), "RDNconfig": _choice("A", "B"), **_UPSAMPLING},
     "rcan": {"n_resgroups": _int(1, 64), "n_resblocks": _int(1, 256), "n_feats": _int(1, 1024),
              "reduction": _int(1, 1024), "rgb_range": _number(1e-6, 1e6), **_UPSAMPLING},
+    # LTE's factory takes only no_upsampling (and ignores it); the rest are SwinIR's constructor's.
+    "swinir": {"no_upsampling": _bool, "img_size": _int(1, 4096), "embed_dim": _int(1, 1024),
+               "depths": _int_list(1, 64, 16, 1), "num_heads": _int_list(1, 64, 16, 1), "window_size": _int(1, 64),
+               "mlp_ratio": _number(0.01, 16), "drop_path_rate": _number(0, 0.99)},
 }
 MLP_ARGS = {"in_dim": _int(1, 1 << 20), "out_dim": _int(1, 64), "hidden_list": _int_list(1, 4096, 16)}
 LIIF_FLAGS = {"local_ensemble": _bool, "feat_unfold": _bool, "cell_decode": _bool}
+LTE_ARGS = {"hidden_dim": _even(2, 4096)}
 # Official defaults, for the parameter count.
 _ENCODER_DEFAULTS = {
     "edsr-baseline": {"n_resblocks": 16, "n_feats": 64},
     "edsr": {"n_resblocks": 32, "n_feats": 256},
     "rdn": {"G0": 64, "RDNkSize": 3, "RDNconfig": "B"},
     "rcan": {"n_resgroups": 10, "n_resblocks": 20, "n_feats": 64, "reduction": 16},
+    "swinir": {"img_size": 48, "embed_dim": 180, "depths": [6] * 6, "num_heads": [6] * 6, "window_size": 8, "mlp_ratio": 2.0},
 }
 _RDN_CONFIGS = {"A": (20, 6, 32), "B": (16, 8, 64)}  # (blocks, convs per block, growth), as encoders.RDN
 
@@ -126,6 +140,8 @@ def _encoder_params(name: str, args: Mapping[str, Any]) -> tuple[int, int]:
     """(parameter count, output channels) of an encoder; the upsampling tail counted roughly."""
     a = {**_ENCODER_DEFAULTS[name], **args}
     scale = a.get("scale", 2)
+    if name == "swinir":
+        return _swinir_params(a), 64
     if name == "rdn":
         g0, k = a["G0"], a["RDNkSize"]
         d, c, g = _RDN_CONFIGS[a["RDNconfig"]]
@@ -148,23 +164,52 @@ def _encoder_params(name: str, args: Mapping[str, Any]) -> tuple[int, int]:
     return n, feats
 
 
+def _swinir_params(a: Mapping[str, Any]) -> int:
+    """Parameters of LTE's SwinIR (its 64-channel output conv included, buffers not)."""
+    d, w = a["embed_dim"], min(a["window_size"], a["img_size"])
+    m = int(d * a["mlp_ratio"])
+    conv = 9 * d * d + d
+    blocks = sum(depth * (4 * d + (2 * w - 1) ** 2 * heads + 3 * d * d + 3 * d + d * d + d + 2 * d * m + m + d)
+                 for depth, heads in zip(a["depths"], a["num_heads"]))
+    return 27 * d + d + 2 * d + blocks + len(a["depths"]) * conv + 2 * d + conv + 9 * d * 64 + 64
+
+
 def _mlp_params(in_dim: int, hidden: list[int] | tuple[int, ...], out_dim: int) -> int:
     dims = [in_dim, *hidden, out_dim]
     return sum(a * b + b for a, b in zip(dims, dims[1:]))
 
 
+def _check_swinir(args: Mapping[str, Any], where: str) -> None:
+    a = {**_ENCODER_DEFAULTS["swinir"], **args}
+    if len(a["depths"]) != len(a["num_heads"]):
+        raise SpecError(f"{where}: depths and num_heads must have one entry per RSTB, got {len(a['depths'])} and {len(a['num_heads'])}")
+    if any(a["embed_dim"] % h for h in a["num_heads"]):
+        raise SpecError(f"{where}.embed_dim {a['embed_dim']} must be a multiple of every num_heads {list(a['num_heads'])}")
+    if int(a["embed_dim"] * a["mlp_ratio"]) < 1:
+        raise SpecError(f"{where}.mlp_ratio {a['mlp_ratio']} leaves the MLP no hidden units")
+
+
 def check_spec(spec: Any, where: str = "model spec") -> None:
     """Raises `SpecError` unless `spec` is an official `{'name', 'args'}` model spec we can build."""
-    name, args = _named(spec, where, {"liif": None, "metasr": None})
-    known = {"encoder_spec": None, **({"imnet_spec": None, **LIIF_FLAGS} if name == "liif" else {})}
-    args = _mapping(args, f"{where}.args", known, required=("encoder_spec",))
+    name, args = _named(spec, where, {"liif": None, "metasr": None, "lte": None})
+    known = {"encoder_spec": None, **{"liif": {"imnet_spec": None, **LIIF_FLAGS}, "metasr": {},
+                                      "lte": {"imnet_spec": None, **LTE_ARGS}}[name]}
+    args = _mapping(args, f"{where}.args", known, required=("encoder_spec",) + (("imnet_spec",) if name == "lte" else ()))
     enc_name, enc_args = _named(args["encoder_spec"], f"{where}.args.encoder_spec", ENCODER_ARGS)
     enc_args = _args(enc_args, f"{where}.args.encoder_spec.args", ENCODER_ARGS[enc_name])
     if enc_name == "rcan" and enc_args.get("reduction", 16) > enc_args.get("n_feats", 64):
         raise SpecError(f"{where}.args.encoder_spec.args.reduction must not exceed n_feats")
+    if enc_name == "swinir":
+        _check_swinir(enc_args, f"{where}.args.encoder_spec.args")
     n_params, feat_dim = _encoder_params(enc_name, enc_args)
     if name == "metasr":
         n_params += _mlp_params(3, [256], feat_dim * 9 * 3)
+    elif name == "lte":
+        hidden = _args({"hidden_dim": args.get("hidden_dim", 256)}, f"{where}.args", LTE_ARGS)["hidden_dim"]
+        _named(args["imnet_spec"], f"{where}.args.imnet_spec", {"mlp": None})
+        im_args = _args(args["imnet_spec"].get("args"), f"{where}.args.imnet_spec.args", MLP_ARGS)
+        n_params += 2 * (9 * feat_dim * hidden + hidden) + hidden  # coef, freq, phase
+        n_params += _mlp_params(hidden, im_args.get("hidden_list", [256] * 4), im_args.get("out_dim", 3))
     else:
         flags = _args({k: v for k, v in args.items() if k in LIIF_FLAGS}, f"{where}.args", LIIF_FLAGS)
         imnet = args.get("imnet_spec")

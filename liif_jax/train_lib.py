@@ -78,14 +78,22 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> o
     return optax.adam(config_schedule(config, steps_per_epoch), b1=0.9, b2=0.999, eps=1e-8)
 
 
-def l1_loss(model: Model, params, batch: Batch) -> jax.Array:
-    """The official loss: L1 averaged over every element (nn.L1Loss)."""
-    pred = model.apply(params, batch["inp"], batch["coord"], batch["cell"])
+def l1_loss(model: Model, params, batch: Batch, rng: jax.Array | None = None) -> jax.Array:
+    """The official loss: L1 averaged over every element (nn.L1Loss). `rng`: the model in training
+    mode (SwinIR's stochastic depth)."""
+    pred = model.apply(params, batch["inp"], batch["coord"], batch["cell"], rng)
     return jnp.mean(jnp.abs(pred - batch["gt"]))
 
 
+def step_rng(step: jax.Array) -> jax.Array:
+    """The training-mode randomness of a step (SwinIR's stochastic depth): a function of the step
+    number, so that a resumed run draws what the uninterrupted one would."""
+    return jax.random.fold_in(jax.random.key(0), step)
+
+
 def train_step(model: Model, tx: optax.GradientTransformation, state: TrainState, batch: Batch):
-    loss, grads = jax.value_and_grad(functools.partial(l1_loss, model))(state.params, batch)
+    loss_fn = functools.partial(l1_loss, model, rng=step_rng(state.step))
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(state.step + 1, params, opt_state), loss

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from liif_jax.models import Model
-from liif_jax.render import DEFAULT_BATCH_QUERIES
+from liif_jax.render import DEFAULT_BATCH_QUERIES, lte_cell_factor
 
 ANIMATION_SUFFIXES = (".gif", ".webp")
 FRAME_MS, LAST_FRAME_MS = 80, 1000  # ~12 frames per second; the last frame is held for a look
@@ -57,10 +57,12 @@ def _query(model: Model, params, grid: jax.Array, coord: jax.Array, cell: jax.Ar
 
 
 def render_frame(model: Model, params, grid: jax.Array, in_hw: tuple[int, int], frame_hw: tuple[int, int],
-                 zoom: float, batch_queries: int = DEFAULT_BATCH_QUERIES) -> np.ndarray:
+                 zoom: float, batch_queries: int = DEFAULT_BATCH_QUERIES, scale_max: float | None = None) -> np.ndarray:
     """One frame (fh, fw, 3) in [0, 1] from the encoded input `grid`, in chunks of one shape
-    (the last is padded) so that one compiled query serves every frame."""
+    (the last is padded) so that one compiled query serves every frame. `scale_max`: LTE's cell
+    clamp above that zoom (`render.lte_cell_factor`)."""
     coord, cell = frame_queries(in_hw, frame_hw, zoom)
+    cell = cell * np.float32(lte_cell_factor(zoom, scale_max))
     total, n = len(coord), min(batch_queries, len(coord))
     padded = np.concatenate([coord, np.repeat(coord[-1:], -total % n, axis=0)])
     chunks = [_query(model, params, grid, jnp.asarray(padded[i : i + n]), jnp.asarray(cell)) for i in range(0, total, n)]
@@ -68,12 +70,13 @@ def render_frame(model: Model, params, grid: jax.Array, in_hw: tuple[int, int], 
 
 
 def render_zoom(model: Model, params, img01: np.ndarray, frames: int, scale: float,
-                frame_hw: tuple[int, int] | None = None, batch_queries: int = DEFAULT_BATCH_QUERIES) -> Iterator[np.ndarray]:
+                frame_hw: tuple[int, int] | None = None, batch_queries: int = DEFAULT_BATCH_QUERIES,
+                scale_max: float | None = None) -> Iterator[np.ndarray]:
     """Frames (float [0, 1], `frame_hw`, default the input size) zooming from x1 to x`scale`."""
     in_hw = img01.shape[:2]
     grid = _encode(model, params, jnp.asarray((np.asarray(img01, np.float32)[None] - 0.5) / 0.5))
     for zoom in zoom_scales(frames, scale):
-        yield render_frame(model, params, grid, in_hw, frame_hw or in_hw, float(zoom), batch_queries)
+        yield render_frame(model, params, grid, in_hw, frame_hw or in_hw, float(zoom), batch_queries, scale_max)
 
 
 def progress_bar(done: int, total: int, width: int = 30) -> str:
@@ -92,10 +95,10 @@ def write_animation(path: str | os.PathLike, frames: list[np.ndarray]) -> None:
 
 def save_zoom(model: Model, params, img01: np.ndarray, path: str | os.PathLike, frames: int, scale: float,
               frame_hw: tuple[int, int] | None = None, batch_queries: int = DEFAULT_BATCH_QUERIES,
-              report: Callable[[str], None] = lambda line: None) -> None:
+              report: Callable[[str], None] = lambda line: None, scale_max: float | None = None) -> None:
     """Renders the zoom, reporting a progress bar line after each frame, and writes it to `path`."""
     done = []
-    for frame in render_zoom(model, params, img01, frames, scale, frame_hw, batch_queries):
+    for frame in render_zoom(model, params, img01, frames, scale, frame_hw, batch_queries, scale_max):
         done.append(frame)
         report(progress_bar(len(done), frames))
     write_animation(path, done)

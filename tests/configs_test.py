@@ -193,7 +193,6 @@ def test_official_yaml_is_the_same_run_as_our_config(tmp_path):
 
 
 @pytest.mark.parametrize("change, needle", [
-    (("epoch_max: 1000", "epoch_max: 1000\nresume: ./save/epoch-last.pth"), "resume"),
     (("name: adam", "name: sgd"), "only adam"),
     (("gt: {sub: [0.5], div: [0.5]}", "gt: {sub: [0], div: [1]}"), "data_norm"),
     (("epoch_val: 1", "epoch_val: 5"), "epoch_val 5"),
@@ -206,6 +205,20 @@ def test_official_yaml_refuses_what_it_cannot_reproduce(tmp_path, change, needle
     with pytest.raises(ValueError, match=re.escape(needle)) as err:
         configs.from_official_yaml(path)
     assert str(path) in str(err.value)
+
+
+def test_official_yaml_resume_is_refused_only_when_the_file_exists(tmp_path, monkeypatch, caplog):
+    """LTE's configs all name `resume: ./save/<run>/epoch-last.pth`, which LTE's train.py loads only
+    if it exists: a first run starts anew (a warning says so); an existing file is refused by name."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "x.yaml"
+    path.write_text(OFFICIAL_EDSR_BASELINE_LIIF.replace("epoch_max: 1000", "epoch_max: 1000\nresume: ./save/epoch-last.pth"))
+    configs.from_official_yaml(path)
+    assert "resume file ./save/epoch-last.pth does not exist; starting a new run" in caplog.text
+    (tmp_path / "save").mkdir()
+    (tmp_path / "save" / "epoch-last.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"resume from \./save/epoch-last\.pth is not supported"):
+        configs.from_official_yaml(path)
 
 
 def test_skimage_split_file_is_the_quickstart_split():

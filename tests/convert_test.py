@@ -41,7 +41,7 @@ def test_full_size_official_state_dicts_map_completely(name):
     params = state_dict.params_from_state_dict(model, sd)  # raises on any missing/unexpected/misshapen key
     assert sum(x.size for x in jax.tree.leaves(params)) == entry["num_params"]
     back = state_dict.state_dict_from_params(params)
-    used = {k for k in sd if not k.startswith(state_dict.UNUSED_PREFIXES)}
+    used = set(sd) - set(state_dict.extra_entries(model))
     assert set(back) == used
     assert all(back[k].shape == tuple(entry["state_dict"][k]) for k in used)
 

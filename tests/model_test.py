@@ -87,6 +87,8 @@ def test_encoder_spec_errors_are_clear():
     with pytest.raises(ValueError, match="unknown encoder 'vgg'"):
         encoders.make_encoder("vgg", {"no_upsampling": True})
     with pytest.raises(ValueError, match="unknown model"):
+        build_model({"name": "ltep", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True}}}})
+    with pytest.raises(ValueError, match="lte: needs an 'mlp' imnet_spec"):
         build_model({"name": "lte", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True}}}})
 
 
