@@ -48,6 +48,9 @@ RENDERS = {  # the cases of experiments/benchmark.py: input and output sizes
     "4k8k": ((2160, 3840), (4320, 7680)),
 }
 
+TPU_NOTE = ("; on a TPU it is not calibrated at all (no TPU has measured our programs): its times only compare "
+            "programs on the same chip")
+
 _TARGET = flags.DEFINE_enum("target", None, list(aot.TARGETS), "compile target", required=True)
 _CONFIGS = flags.DEFINE_list("config", ["quickstart", "edsr-baseline-liif"],
                              "training configs: names in experiments/configs/ or paths to such .py files")
@@ -123,7 +126,7 @@ def run(t: aot.Target) -> dict:
         "target": t.name, "description": t.description, "device_kind": devs[0].device_kind, "chips": len(devs),
         "memory_bytes_per_chip": t.memory_bytes, "hbm_bandwidth": t.hbm_bandwidth, "peak_flops": t.peak_flops,
         "roofline": {"efficiency": aot.H200_FIT.efficiency, "launch_s": aot.H200_FIT.launch_s},
-        "note": aot.ESTIMATE_NOTE, "jax": jax.__version__,
+        "note": aot.ESTIMATE_NOTE + ("" if t.platform == "cuda" else TPU_NOTE), "jax": jax.__version__,
         "command": "python experiments/aot.py " + shlex.join(sys.argv[1:]),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "train": [], "renders": [],

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from liif_jax import fused_query, hlo_stats, liif, render, shipped, train_lib
+from liif_jax import fused_query, hlo_stats, liif, render, shipped, train_lib, zoom
 from liif_jax.memory import render_budget
 from liif_jax.models import Model, build_model
 
@@ -223,6 +223,18 @@ def fused_kernel_flops(model: Model, out_hw: tuple[int, int], batch: int = 1) ->
     n = len(liif.neighbour_signs(model.local_ensemble))
     return batch * out_hw[0] * out_hw[1] * fused_query.flops(model.imnet.hidden_list, model.imnet.out_dim,
                                                              4 if model.cell_decode else 2, n)
+
+
+def zoom_programs(model: Model, in_hw: tuple[int, int], frame_hw: tuple[int, int], frames: int, device: jax.Device,
+                  precision: str | None = None, batch_queries: int = render.DEFAULT_BATCH_QUERIES
+                  ) -> dict[str, tuple[jax.stages.Lowered, int]]:
+    """`zoom.programs` (an animated zoom into an `in_hw` image) on one compile-only device, with
+    how many times a zoom of `frames` frames runs each."""
+    params = _with_sharding(jax.eval_shape(lambda: model.init(jax.random.key(0))), jax.sharding.SingleDeviceSharding(device))
+    with lowering([device], precision):
+        lowered = zoom.programs(model, params, in_hw, frame_hw, batch_queries)
+    runs = zoom.program_runs(frames, frame_hw, batch_queries)
+    return {name: (low, runs[name]) for name, low in lowered.items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from liif_jax import state_dict, swinir, train_lib
+from liif_jax.coords import make_cell, make_coord
 from liif_jax.models import LTE, build_model
 from liif_jax.pth import load_pth
 from liif_jax.spec import _encoder_params, check_spec
@@ -264,3 +265,24 @@ def test_evaluate_cli_takes_lte_window_and_clamp(tmp_path, capsys):
     assert psnr("a.json") != psnr("b.json")
     assert evaluate.main([*base, "--scale", "2.5", "--protocol", "plain"]) == 1
     assert "--window needs integer scales" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out_hw", [(100, 130), (144, 187)], ids=["x2.5", "x3.6"])
+def test_tiled_lte_rendering_is_the_whole_images(out_hw):
+    """EDSR-baseline-LTE tiles like LIIF: tiles of 8 input pixels (with the encoder's halo and the
+    latents the ensemble and the bilinear sample of the input read) render the whole-image output;
+    SwinIR is encoded whole whatever the tile (its padded map kept)."""
+    from liif_jax import render
+
+    inp = np.random.default_rng(0).uniform(-1, 1, (1, 40, 52, 3)).astype(np.float32)
+    model, params, _ = load("edsr_baseline_lte")
+    assert render.plan(model, inp.shape[1:3], out_hw, 8).n_tiles > 4
+    whole = render.render(model, params, inp, out_hw, batch_queries=512, tile=0)
+    tiled = render.render(model, params, inp, out_hw, batch_queries=512, tile=8)
+    np.testing.assert_allclose(tiled, whole, atol=1e-6, rtol=0)
+    model, params, _ = load("swinir_lte_w4")
+    assert render.plan(model, inp.shape[1:3], out_hw, 8).n_tiles == 1
+    q = out_hw[0] * out_hw[1]  # the render equals one forward pass at every pixel centre
+    full = model.apply(params, jnp.asarray(inp), make_coord(out_hw)[None], make_cell(out_hw, q)[None])
+    np.testing.assert_allclose(render.render(model, params, inp, out_hw, batch_queries=512, tile=8)[0],
+                               np.asarray(full).reshape(*out_hw, 3), atol=ATOL, rtol=0)  # jitted vs eager: 8e-6
