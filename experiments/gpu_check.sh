@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU check, at most 8 minutes, everything into one folder (see experiments/GPU_CHECK.md):
+# One GPU check, at most 8 minutes of measurements (then 1.5 of CPU-only compiles), everything into one folder (see experiments/GPU_CHECK.md):
 # the benchmark (float32/TF32, peaks at run time apart from compilation), the top XLA ops of a
 # training step and a render tile, the official code vs ours (when OFFICIAL is given) and the PSNR
 # change of TF32 and bf16 (when MODEL and HR_DIR are given).
@@ -57,5 +57,13 @@ if [ -n "${MODEL:-}" ] && [ -n "${HR_DIR:-}" ]; then
     --scale "${PREC_SCALES:-2,4,12,30}" --out "$OUT"
 else
   echo "precision skipped: no MODEL and HR_DIR" | tee -a "$OUT/summary.txt"
+fi
+# Last, as it needs no GPU: the deviceless estimate of the programs the benchmark timed, beside its
+# measurements (aot_compare_<target>.md; CPU only, also runnable afterwards; AOT_S=0 skips it).
+BENCH_JSON=$(ls "$OUT"/benchmark_*.json 2>/dev/null | grep -v '/benchmark_cpu.json$' | head -n 1)
+if [ -n "$BENCH_JSON" ] && [ "${AOT_S:-90}" -gt 0 ]; then
+  step aot_compare "${AOT_S:-90}" env JAX_PLATFORMS=cpu $PY experiments/aot_compare.py --benchmark "$BENCH_JSON" --out "$OUT"
+else
+  echo "aot_compare skipped: no GPU benchmark (or AOT_S=0)" | tee -a "$OUT/summary.txt"
 fi
 echo "total $(( $(date +%s) - t0 )) s" | tee -a "$OUT/summary.txt"

@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from liif_jax import hlo_stats, render, shipped, train_lib
+from liif_jax import hlo_stats, render, shipped, train_lib, zoom
 from liif_jax.models import Model, build_model
 
 GIB = 2**30
@@ -199,6 +199,18 @@ def render_programs(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int
     # the options that decide the render's plan (tile, ...) count its runs the same way
     accepted = inspect.signature(render.program_runs).parameters
     runs = render.program_runs(model, in_hw, out_hw, **{k: v for k, v in kwargs.items() if k in accepted})
+    return {name: (low, runs[name]) for name, low in lowered.items()}
+
+
+def zoom_programs(model: Model, in_hw: tuple[int, int], frame_hw: tuple[int, int], frames: int, device: jax.Device,
+                  precision: str | None = None, batch_queries: int = render.DEFAULT_BATCH_QUERIES
+                  ) -> dict[str, tuple[jax.stages.Lowered, int]]:
+    """`zoom.programs` (an animated zoom into an `in_hw` image) on one compile-only device, with
+    how many times a zoom of `frames` frames runs each."""
+    params = _with_sharding(jax.eval_shape(lambda: model.init(jax.random.key(0))), jax.sharding.SingleDeviceSharding(device))
+    with lowering([device], precision):
+        lowered = zoom.programs(model, params, in_hw, frame_hw, batch_queries)
+    runs = zoom.program_runs(frames, frame_hw, batch_queries)
     return {name: (low, runs[name]) for name, low in lowered.items()}
 
 

@@ -79,6 +79,24 @@ def render_zoom(model: Model, params, img01: np.ndarray, frames: int, scale: flo
         yield render_frame(model, params, grid, in_hw, frame_hw or in_hw, float(zoom), batch_queries, scale_max)
 
 
+def programs(model: Model, params, in_hw: tuple[int, int], frame_hw: tuple[int, int],
+             batch_queries: int = DEFAULT_BATCH_QUERIES) -> dict[str, jax.stages.Lowered]:
+    """The zoom's two programs (encode the whole image once, query one chunk of a frame), lowered
+    for their shapes without running them, as `render.programs`; `program_runs` counts their runs."""
+    n = min(batch_queries, frame_hw[0] * frame_hw[1])
+    inp = jax.ShapeDtypeStruct((1, *in_hw, 3), jnp.float32)
+    grid = jax.eval_shape(functools.partial(_encode, model), params, inp)
+    query = _query.lower(model, params, grid, jax.ShapeDtypeStruct((n, 2), jnp.float32),
+                         jax.ShapeDtypeStruct((2,), jnp.float32))
+    return {"encode": _encode.lower(model, params, inp), "query": query}
+
+
+def program_runs(frames: int, frame_hw: tuple[int, int], batch_queries: int = DEFAULT_BATCH_QUERIES) -> dict[str, int]:
+    """How many times `render_zoom` runs each of `programs`' programs for a zoom of `frames` frames."""
+    total = frame_hw[0] * frame_hw[1]
+    return {"encode": 1, "query": frames * -(-total // min(batch_queries, total))}
+
+
 def progress_bar(done: int, total: int, width: int = 30) -> str:
     filled = round(width * done / total)
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} frames"

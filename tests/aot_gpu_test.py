@@ -7,6 +7,7 @@ compiles the same programs and more; their results are committed.
 """
 
 import importlib.util
+import json
 import os
 
 import jax
@@ -76,3 +77,28 @@ def test_a_pallas_triton_kernel_compiles_for_the_gpu(h100):
         report = aot.read(jax.jit(f).lower(x), "h100")
     [kernel] = [k for k in report.stats.kernels if k.kind == "custom-call"]
     assert kernel.opaque and kernel.bytes == 2 * 64 * 128 * 4
+
+
+def test_aot_compare_sets_estimates_beside_a_benchmarks_measurements(tmp_path):
+    """`experiments/aot_compare.py` (run by gpu_check.sh after its benchmark) compiles each case the
+    benchmark timed at its sizes for the benchmark's GPU and reports estimated / measured - 1."""
+    from liif_jax.configs import liif_spec
+
+    spec = liif_spec("edsr-baseline", {"n_resblocks": 1, "n_feats": 8}, hidden_list=(16,))
+    bench = {"device_kind": "NVIDIA H100 80GB HBM3", "device_count": 1, "command": "benchmark.py", "date_utc": "now",
+             "settings": {"batch": 2, "inp_size": 8, "sample_q": 64, "tile": 32},
+             "dtypes": {"float32": {
+                 "train_edsr_baseline": {"spec": spec, "model_only": {"ms_per_step": 2.0}},
+                 "render_x4_div2k": {"spec": spec, "in_hw": [17, 26], "out_hw": [68, 104], "batch_queries": 1024,
+                                     "tile": 32, "render_mlp_dtype": "float32", "ms": 4.0},
+                 "render_x30_3840": {"error": "failed"}}}}  # a failed case has nothing to compare
+    (tmp_path / "benchmark_h100.json").write_text(json.dumps(bench))
+    compare = load_module(REPO / "experiments" / "aot_compare.py")
+    assert compare.main(["--benchmark", str(tmp_path / "benchmark_h100.json")]) == 0
+    result = json.loads((tmp_path / "aot_compare_h100.json").read_text())
+    assert result["target"] == "h100" and [r["case"] for r in result["rows"]] == ["train_edsr_baseline", "render_x4_div2k"]
+    for row in result["rows"]:
+        assert row["est_ms"] > 0 and row["error"] == pytest.approx(row["est_ms"] / row["measured_ms"] - 1)
+    assert result["rows"][1]["programs"]["query_block"]["runs"] >= 1
+    md = (tmp_path / "aot_compare_h100.md").read_text()
+    assert "| train_edsr_baseline | float32 |" in md and "estimated, not measured" in md

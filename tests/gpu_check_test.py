@@ -38,6 +38,7 @@ def test_dry_run_writes_every_result_into_one_folder(tmp_path):
     for step in ("benchmark", "profile", "precision"):
         assert f"{step} rc=0" in summary, summary + (out / f"{step}.log").read_text()[-3000:]
     assert "compare_official skipped: no OFFICIAL" in summary
+    assert "aot_compare skipped: no GPU benchmark" in summary  # a CPU run has nothing to estimate for a GPU
     bench = json.loads((out / "benchmark_cpu.json").read_text())
     case = bench["dtypes"]["float32"]["render_x4_div2k"]
     assert bench["isolated"] and case["compiles_in_measuring_process"] == 0  # programs came from the cache

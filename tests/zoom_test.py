@@ -63,6 +63,24 @@ def test_save_zoom_writes_every_frame_and_reports_progress(tiny, img01, tmp_path
         zoom.write_animation(tmp_path / "z.png", [np.zeros((2, 2, 3))] * 2)
 
 
+def test_programs_are_what_a_zoom_runs_and_program_runs_counts_them(tiny, img01, monkeypatch):
+    """`zoom.programs` lowers the two programs `render_zoom` calls, at the shapes it calls them
+    with (a 10x12 frame in chunks of 50 queries: 3 per frame, the last padded), and
+    `program_runs` counts the calls."""
+    model, params = tiny
+    lowered = zoom.programs(model, params, img01.shape[:2], (10, 12), batch_queries=50)
+    calls = {name: [] for name in lowered}
+    for name, private in (("encode", "_encode"), ("query", "_query")):
+        fn = getattr(zoom, private)
+        monkeypatch.setattr(zoom, private, lambda *a, fn=fn, name=name: calls[name].append(a) or fn(*a))
+    list(zoom.render_zoom(model, params, img01, 4, 3.0, (10, 12), batch_queries=50))
+    assert {k: len(v) for k, v in calls.items()} == zoom.program_runs(4, (10, 12), 50) == {"encode": 1, "query": 12}
+    for name, low in lowered.items():
+        args = jax.tree.leaves(low.args_info[0][1:])  # after the model (static) and its parameters
+        ran = jax.tree.leaves(calls[name][-1][2:])
+        assert [(a.shape, a.dtype) for a in args] == [(r.shape, r.dtype) for r in ran], name
+
+
 def test_demo_zoom_with_the_shipped_model(tmp_path, capsys):
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (16, 20, 3), dtype=np.uint8)).save(tmp_path / "in.png")
     args = ["--input", str(tmp_path / "in.png"), "--model", str(SHIPPED), "--zoom", "3", "--scale", "4"]
