@@ -5,10 +5,16 @@
 # YAMLs look for it (./load/div2k/DIV2K_{train,valid}_HR, relative to OUT_DIR). Prints a table of
 # each run's model, batch, losses, validation PSNR and time (experiments/results/lte_yamls_cpu.md).
 #
-#   bash experiments/lte_yamls_cpu.sh OUT_DIR      (from the repository root, OUT_DIR new or empty)
+#   bash experiments/lte_yamls_cpu.sh OUT_DIR [NAME ...]   (from the repository root, OUT_DIR new or
+#   empty; NAMEs such as train_rdn-lte run only those YAMLs: a SwinIR-LTE step at batch 32 needs more
+#   memory than a 24 GiB machine has, inferred from its 37.7 GB H200 compile, results/aot_lte_h200.md)
 set -euo pipefail
 repo=$(pwd)
-out=$(mkdir -p "${1:?usage: lte_yamls_cpu.sh OUT_DIR}" && cd "$1" && pwd)
+out=$(mkdir -p "${1:?usage: lte_yamls_cpu.sh OUT_DIR [NAME ...]}" && cd "$1" && pwd)
+shift
+for name in "$@"; do
+  [ -f "$repo/tests/data/official_configs_lte/train-div2k/$name.yaml" ] || { echo "no YAML $name in tests/data/official_configs_lte/train-div2k/" >&2; exit 2; }
+done
 sk=$(python -c "import os, skimage.data; print(os.path.dirname(skimage.data.__file__))")
 for split in train valid; do
   mkdir -p "$out/load/div2k/DIV2K_${split}_HR"
@@ -17,6 +23,7 @@ done
 cd "$out"
 for yaml in "$repo"/tests/data/official_configs_lte/train-div2k/*.yaml; do
   name=$(basename "$yaml" .yaml)
+  if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
   start=$(date +%s)
   JAX_PLATFORMS=cpu timeout 3600 python -m liif_jax.train --workdir "$out/$name" --config "$yaml" \
     --config.num_steps=2 --config.log_every_steps=1 --config.data.val.dataset.args.repeat=1 \
