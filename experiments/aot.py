@@ -197,6 +197,17 @@ def render_bytes(c: dict) -> float | None:
     return sum(p["runs"] * p["hlo"]["bytes"] for p in c["programs"].values())
 
 
+def render_peak(c: dict) -> float | None:
+    """Device bytes one render needs at once, summed as `render.footprint` sums them: the larger of
+    encoding a tile while the previous tile's latents are held (when there are several tiles) and
+    querying a block while the previous block's output is copied out."""
+    enc, query = c["programs"]["encode_tile"], c["programs"]["query_block"]
+    if enc["memory"] is None or query["memory"] is None:
+        return None
+    held = enc["memory"]["output"] if enc["runs"] > 1 else 0
+    return max(enc["total_bytes"] + held, query["total_bytes"] + query["memory"]["output"])
+
+
 def markdown(r: dict) -> str:
     lines = [
         f"# Deviceless compile for {r['description']} ({r['target']}): memory, kernels, bytes, estimated time",
@@ -222,9 +233,9 @@ def markdown(r: dict) -> str:
         lines.append("")
     if r["renders"]:
         lines += [f"## Rendering ({r['renders'][0]['config']}, one chip)", "",
-                  "| Render | dtype | Decoder | Tile | Queries per step | Fits | HBM GB | HBM KB per output pixel | "
-                  "Estimated ms (a render) |",
-                  "|---|---|---|---:|---:|---|---:|---:|---:|"]
+                  "| Render | dtype | Decoder | Tile | Queries per step | Fits | Peak GB at once | HBM GB | "
+                  "HBM KB per output pixel | Estimated ms (a render) |",
+                  "|---|---|---|---:|---:|---|---:|---:|---:|---:|"]
         for c in r["renders"]:
             est = "-" if c["est_s"] is None else f"{1e3 * c['est_s']:.1f}"
             hbm = render_bytes(c)
@@ -232,8 +243,11 @@ def markdown(r: dict) -> str:
             tile = f"{c['tile']}{' (by memory)' if c.get('tile_by_memory') else ''}"
             lines.append(f"| {c['case']}: {c['in_hw'][0]}x{c['in_hw'][1]} -> {c['out_hw'][0]}x{c['out_hw'][1]} | "
                          f"{c['dtype']} | {c.get('decoder', 'xla')} | {tile} | {c['batch_queries']} | "
-                         f"{'yes' if c['fits'] else '**no**'} | {gb(hbm)} | {per_pixel} | {est} |")
-        lines += ["", "Its programs (per run; a render runs each the times shown):", "", header, rule]
+                         f"{'yes' if c['fits'] else '**no**'} | {gb(render_peak(c))} | {gb(hbm)} | {per_pixel} | {est} |")
+        lines += ["", "Peak GB at once: the larger of encoding a tile while the previous tile's latents are held and "
+                  "querying a block while the previous block's output is copied out (`render.footprint`, from "
+                  "`memory_analysis()`; compile-time autotuning buffers are not counted).",
+                  "", "Its programs (per run; a render runs each the times shown):", "", header, rule]
         for c in r["renders"]:
             lines += [program_row(f"{c['case']} {c['dtype']} {name}", p, str(p["runs"])) for name, p in c["programs"].items()]
         lines.append("")

@@ -99,7 +99,7 @@ def _dot(compute_dtype, precision):
 
 
 def _pallas(n_valid, index, terms, weights, table, w_terms, b0, layers, *, compute_dtype, precision, interpret,
-            block_rows: int, num_warps: int):
+            block_rows: int, num_warps: int, triton: bool = True):
     n_nb, q = index.shape
     queries = block_rows // n_nb
     widths = (table.shape[1], *(w.shape[1] for w, _ in layers[:-1]))
@@ -118,7 +118,7 @@ def _pallas(n_valid, index, terms, weights, table, w_terms, b0, layers, *, compu
                  + [whole(a) for a in flat],
         out_specs=pl.BlockSpec((out_dim, queries), lambda i: (0, i)),
         interpret=interpret,
-        compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=1),
+        compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=1) if triton else None,
         name="ensemble_mlp",
     )(n_valid, index, terms, weights, table, w_terms, b0, *flat)
 

@@ -188,4 +188,18 @@ def test_the_script_writes_its_tables_for_a_target(tmp_path):
     assert {k: p["runs"] for k, p in case["programs"].items()} == {"encode_tile": 1, "query_block": 1}
     assert case["est_s"] > 0 and "estimated, not measured" in result["note"]
     md = (tmp_path / "aot_v5e-1.md").read_text()
-    assert "20x30 -> 80x120" in md and "estimated, not measured" in md
+    assert "20x30 -> 80x120" in md and "estimated, not measured" in md and "Peak GB at once" in md
+
+
+def test_mosaic_refuses_the_fused_query_kernel_so_tpu_renders_keep_xla(tmp_path):
+    """Why a TPU render uses XLA's decoder: the fused kernel's row gather by a vector of indices
+    does not lower with Mosaic (`experiments/fused_tpu_check.py`), while the same sums as XLA
+    operations compile. If Mosaic learns the gather, this fails: time to revisit the decision."""
+    out = subprocess.run([sys.executable, str(REPO / "experiments" / "fused_tpu_check.py"), "--target", "v5e-1",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    md = (tmp_path / "fused_tpu_v5e-1.md").read_text()
+    assert "| fused Pallas kernel (Mosaic) | refused" in md and "int indexing" in md
+    assert "| XLA decoder (fused_query.reference) | compiled" in md
+    model = build_model(config("edsr-baseline-liif").model.to_dict())
+    assert render.fused_supported(model) and render.resolve_decoder(model, None, "tpu") == "xla"
