@@ -375,7 +375,7 @@ def train_case(model: LIIF, session: Session) -> Result:
     tx = train_lib.make_optimizer(base_config(model.spec, {}, None), steps_per_epoch=1000)
     steps = train_lib.compile_steps(model, tx, train_lib.make_mesh())
     params = random_params(model, sizes.inp_size)
-    make_state = lambda p: train_lib.TrainState(jnp.zeros((), jnp.int32), p, tx.init(p))
+    make_state = lambda p: train_lib.TrainState.create(model, tx, p)
     state = jax.jit(make_state, out_shardings=steps.replicated)(params)  # as train_lib does
     device_batch = train_lib.to_global(pipeline.one_batch(), steps.batch)
 

@@ -147,7 +147,7 @@ def run_ours(size: dict, steps: int, dtype_name: str) -> dict:
     params = model.init(jax.random.key(0), size["inp"])
     tx = optax.adam(1e-4, b1=0.9, b2=0.999, eps=1e-8)
     step = jax.jit(lambda s, b: train_lib.train_step(model, tx, s, b), donate_argnums=0)
-    holder = {"state": train_lib.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)), "loss": None}
+    holder = {"state": train_lib.TrainState.create(model, tx, params), "loss": None}
 
     def train_step():
         holder["state"], holder["loss"] = step(holder["state"], batch)

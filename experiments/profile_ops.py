@@ -29,7 +29,6 @@ import tempfile
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from liif_jax import render, train_lib
@@ -95,7 +94,7 @@ def programs(size: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     params = jax.jit(model.init, static_argnums=1)(jax.random.key(0), size["inp"])
     tx = train_lib.make_optimizer(base_config(model.spec, {}, None), steps_per_epoch=1000)
     steps = train_lib.compile_steps(model, tx, train_lib.make_mesh())
-    state = jax.jit(lambda p: train_lib.TrainState(jnp.zeros((), jnp.int32), p, tx.init(p)),
+    state = jax.jit(lambda p: train_lib.TrainState.create(model, tx, p),
                     out_shardings=steps.replicated)(params)
     rng = np.random.default_rng(0)
     b, n, q = size["batch"], size["inp"], size["queries"]

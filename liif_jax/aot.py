@@ -180,8 +180,7 @@ def train_step(config: ml_collections.ConfigDict, devs: list[jax.Device], inp_hw
         raise ValueError(f"data.train.batch_size {batch['inp'].shape[0]} is not a multiple of the {len(devs)} devices")
 
     def init_state():
-        params = model.init(jax.random.key(0), batch["inp"].shape[1])
-        return train_lib.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+        return train_lib.TrainState.create(model, tx, model.init(jax.random.key(0), batch["inp"].shape[1]))
 
     state = _with_sharding(jax.eval_shape(init_state), steps.replicated)
     with lowering(devs, precision):

@@ -25,7 +25,6 @@ import signal
 import time
 from typing import Any, Callable
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -38,6 +37,8 @@ from liif_jax import checkpoints, final_eval, run_checkpoints, train_data
 from liif_jax.run_log import MetricWriter, format_duration
 from liif_jax.stopping import StopRequest, Stopped
 from liif_jax.models import Model, build_model, describe
+from liif_jax.train_state import (TrainState, compute_copy, config_schedule, flat_moments, make_optimizer,
+                                  per_parameter_optimizer)
 from liif_jax.spec import check_spec
 
 Batch = dict[str, Any]
@@ -48,34 +49,9 @@ class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what is kept."""
 
 
-@flax.struct.dataclass
-class TrainState:
-    step: jax.Array
-    params: Any
-    opt_state: Any
-
-
 def make_mesh() -> jax.sharding.Mesh:
     """1-D mesh of all devices. Auto axes: jit partitions the step from the in/out shardings."""
     return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def lr_schedule(lr: float, milestones_epochs: list[int], gamma: float, steps_per_epoch: int) -> optax.Schedule:
-    """The official MultiStepLR, stepped per epoch, expressed in optimizer steps."""
-    boundaries = {int(m) * steps_per_epoch: gamma for m in milestones_epochs}
-    return optax.piecewise_constant_schedule(lr, boundaries)
-
-
-def config_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    opt = config.optimizer
-    return lr_schedule(opt.lr, list(opt.milestones), opt.gamma, steps_per_epoch)
-
-
-def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
-    if config.optimizer.name != "adam":
-        raise ValueError(f"optimizer.name: only 'adam' (the official choice) is supported, got {config.optimizer.name!r}")
-    # torch.optim.Adam defaults: betas (0.9, 0.999), eps 1e-8 outside the square root.
-    return optax.adam(config_schedule(config, steps_per_epoch), b1=0.9, b2=0.999, eps=1e-8)
 
 
 def l1_loss(model: Model, params, batch: Batch, rng: jax.Array | None = None) -> jax.Array:
@@ -92,11 +68,16 @@ def step_rng(step: jax.Array) -> jax.Array:
 
 
 def train_step(model: Model, tx: optax.GradientTransformation, state: TrainState, batch: Batch):
+    """One optimizer step. The loss and gradients come from `state.compute_params` when the state
+    has them (bfloat16); their gradients, cast to float32, update the float32 params."""
     loss_fn = functools.partial(l1_loss, model, rng=step_rng(state.step))
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+    forward = state.params if state.compute_params is None else state.compute_params
+    loss, grads = jax.value_and_grad(loss_fn)(forward, batch)
+    grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    return TrainState(state.step + 1, params, opt_state), loss
+    compute = None if state.compute_params is None else compute_copy(model, params)
+    return TrainState(state.step + 1, params, opt_state, compute), loss
 
 
 def batch_psnr(model: Model, params, batch: Batch) -> tuple[jax.Array, jax.Array]:
@@ -256,6 +237,29 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
         it.close()  # stops the grain workers, however the run ends
 
 
+def restore_state(mngr, step: int, abstract: TrainState, it, per_parameter: optax.GradientTransformation):
+    """(params, optimizer state) of a checkpoint, shaped and placed as `abstract`. A checkpoint
+    written before the optimizer state was flat (`per_parameter`'s state, an Adam moment per
+    parameter array) is read as such and flattened (`flat_moments`); if that fails too, the first
+    error is raised."""
+    try:
+        return run_checkpoints.restore(mngr, step, abstract.params, abstract.opt_state, it)
+    except Stopped:
+        raise
+    except Exception as err:
+        sharding = jax.tree.leaves(abstract.params)[0].sharding
+        old = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                           jax.eval_shape(per_parameter.init, abstract.params))
+        try:
+            params, opt_state = run_checkpoints.restore(mngr, step, abstract.params, old, it)
+        except Stopped:
+            raise
+        except Exception:
+            raise err from None
+        flat = jax.jit(lambda s: flat_moments(s, jax.tree.structure(abstract.params)), out_shardings=sharding)
+        return params, flat(opt_state)
+
+
 def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say) -> dict[str, float]:
     num_steps = config.num_steps or config.optimizer.epochs * steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
@@ -265,8 +269,7 @@ def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds,
     steps = compile_steps(model, tx, mesh)
 
     def init_state(rng):
-        params = model.init(rng, config.data.train.wrapper.args.get("inp_size") or 48)
-        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+        return TrainState.create(model, tx, model.init(rng, config.data.train.wrapper.args.get("inp_size") or 48))
 
     init = jax.jit(init_state, out_shardings=steps.replicated)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +286,7 @@ def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds,
             abstract = jax.eval_shape(init, jax.random.key(0))
             abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=steps.replicated), abstract)
             try:
-                params, opt_state = run_checkpoints.restore(mngr, start, abstract.params, abstract.opt_state, it)
+                params, opt_state = restore_state(mngr, start, abstract, it, per_parameter_optimizer(config, steps_per_epoch))
             except Stopped:
                 raise
             except Exception as err:  # another model's or a damaged checkpoint: whatever orbax or grain raise
@@ -292,7 +295,7 @@ def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds,
                     f"cannot resume from {workdir / 'checkpoints' / str(start)} ({type(err).__name__}: {text}); it holds "
                     "another model or is damaged. Use a new --workdir, or the config that made it."
                 ) from err
-            state = TrainState(jnp.asarray(start, jnp.int32), params, opt_state)
+            state = jax.jit(lambda p, o: TrainState.create(model, tx, p, o, start), out_shardings=steps.replicated)(params, opt_state)
             say(f"resumed from {workdir / 'checkpoints' / str(start)}", flush=True)
         if jax.process_index() == 0:  # once the run is known to fit this workdir
             tmp = workdir / "config.json.tmp"  # atomic: the other processes read it in check_workdir
