@@ -2,8 +2,8 @@
 
     JAX_PLATFORMS=cpu python experiments/aot.py --target h100|h200|v5e-1|v5e-8|v4-8|v6e-1
         [--config quickstart,edsr-baseline-liif] [--programs train,render] [--dtype float32,bfloat16]
-        [--renders x4,x30,4k8k,INHxINW-OUTHxOUTW] [--render_config edsr-baseline-liif] [--tile 256] [--batch_queries 30000]
-        [--out experiments/results]
+        [--renders x4,x30,4k8k,INHxINW-OUTHxOUTW] [--render_config edsr-baseline-liif] [--tile 256]
+        [--decoder xla|pallas] [--batch_queries 30000] [--out experiments/results]
 
 Needs the target's extra (`pip install -e ".[aot-tpu]"` or `".[aot-gpu]"`); no accelerator. For each
 config and dtype it compiles the training step (`liif_jax.aot.train_step`: the config's model,
@@ -12,7 +12,9 @@ batch and optimizer, data-parallel over every chip of the target) and, with the 
 writes `<out>/aot_<target>.{json,md}`: per program the compile time, memory against the chip's,
 kernels by kind, FLOPs and HBM bytes read from the optimized HLO (loops by their trip counts),
 how many times a render runs it, and an estimated time (`liif_jax.hlo_stats.Roofline` with the
-fit of `experiments/aot_fit.py`). float32 on a GPU compiles with TF32 matmuls, as
+fit of `experiments/aot_fit.py`). Renders use the tile and decoder a render picks on the target
+(by memory; the fused Pallas kernel on a GPU) unless `--tile` / `--decoder` say otherwise; the
+fused kernel's FLOPs, which its HLO does not show, are counted from the model (`aot.fused_kernel_flops`). float32 on a GPU compiles with TF32 matmuls, as
 `experiments/benchmark.py` measures; on a TPU at JAX's default precision.
 
 Estimates are not measurements: they rank training steps and count bytes; 148494c's renders ran
@@ -57,7 +59,10 @@ _DTYPES = flags.DEFINE_list("dtype", ["float32", "bfloat16"], "compute dtypes: f
 _RENDERS = flags.DEFINE_list("renders", list(RENDERS),
                              f"render cases: {', '.join(RENDERS)}, or any sizes as INHxINW-OUTHxOUTW (339x510-1356x2040)")
 _RENDER_CONFIG = flags.DEFINE_string("render_config", "edsr-baseline-liif", "config whose model renders")
-_TILE = flags.DEFINE_integer("tile", render.DEFAULT_TILE, "input pixels per render tile side (0: whole image)")
+_TILE = flags.DEFINE_integer("tile", None, "input pixels per render tile side (0: whole image; default: the render's "
+                             "own choice by memory on the target, `render.choose_tile`)")
+_DECODER = flags.DEFINE_enum("decoder", None, list(render.DECODERS), "render decoder (default: the target's, "
+                             "`render.resolve_decoder`: the fused Pallas kernel on a GPU)")
 _BATCH_QUERIES = flags.DEFINE_integer("batch_queries", render.DEFAULT_BATCH_QUERIES, "queries per decoder step")
 _OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "folder for aot_<target>.{json,md}")
 
@@ -94,11 +99,11 @@ class Compiler:
     def __init__(self, t: aot.Target):
         self.t, self.cache = t, {}
 
-    def read(self, label: str, lowered: jax.stages.Lowered) -> dict:
-        key = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+    def read(self, label: str, lowered: jax.stages.Lowered, opaque_flops: float = 0.0, opaque_class: str = "f32") -> dict:
+        key = hashlib.sha256(lowered.as_text().encode()).hexdigest() + f"{opaque_flops} {opaque_class}"
         if key not in self.cache:
             print(f"compiling {label} for {self.t.name} ...", flush=True)
-            r = aot.read(lowered, self.t)
+            r = aot.read(lowered, self.t, opaque_flops=opaque_flops, opaque_class=opaque_class)
             self.cache[key] = {**r.to_json(), "first_label": label, "top": None if r.stats is None else
                                hlo_stats.top_kernels(r.stats, aot.H200_FIT, self.t.peak_flops, self.t.hbm_bandwidth, 8)}
             print(f"  {summary(self.cache[key], self.t)}", flush=True)
@@ -141,13 +146,22 @@ def run(t: aot.Target) -> dict:
             model = build_model(config.model.to_dict(), None if dtype == "float32" else jnp.bfloat16)
             for case in _RENDERS.value:
                 in_hw, out_hw = render_sizes(case)
-                programs = aot.render_programs(model, in_hw, out_hw, devs[0], precision=prec, tile=_TILE.value,
-                                               batch_queries=_BATCH_QUERIES.value)
-                rows = {prog: {"runs": runs, **compiler.read(f"render {case} {dtype} {prog}", low)}
+                decoder = render.resolve_decoder(model, _DECODER.value, devs[0].platform)
+                settings = dict(precision=prec, batch_queries=_BATCH_QUERIES.value, decoder=decoder)
+                tile = _TILE.value
+                if tile is None:
+                    tile = aot.render_tile(model, in_hw, out_hw, devs[0], memory_bytes=t.memory_bytes, **settings)
+                programs = aot.render_programs(model, in_hw, out_hw, devs[0], tile=tile, **settings)
+                # The fused kernel is opaque to the HLO: its FLOPs, spread over the query programs' runs.
+                kernel_flops = aot.fused_kernel_flops(model, out_hw) if decoder == "pallas" else 0.0
+                rows = {prog: {"runs": runs, **compiler.read(
+                            f"render {case} {dtype} {prog}", low,
+                            kernel_flops / runs if prog == "query_block" else 0.0, "f32" if dtype == "float32" else "bf16")}
                         for prog, (low, runs) in programs.items()}
                 est = None if any(r["est_s"] is None for r in rows.values()) else sum(r["runs"] * r["est_s"] for r in rows.values())
                 result["renders"].append({"case": case, "config": _RENDER_CONFIG.value, "dtype": dtype, "precision": prec,
-                                          "in_hw": in_hw, "out_hw": out_hw, "tile": _TILE.value,
+                                          "in_hw": in_hw, "out_hw": out_hw, "tile": tile, "decoder": decoder,
+                                          "tile_by_memory": _TILE.value is None,
                                           "batch_queries": _BATCH_QUERIES.value, "est_s": est,
                                           "fits": all(r["fits"] for r in rows.values()), "programs": rows})
     return result
@@ -176,6 +190,13 @@ def program_row(label: str, p: dict, runs: str = "") -> str:
             f"{kinds(h)} | {h['flops'] / 1e9:.1f} | {h['bytes'] / 1e9:.3f} | {1e3 * p['est_s']:.3f} |")
 
 
+def render_bytes(c: dict) -> float | None:
+    """HBM bytes between kernels of one render: its programs' bytes times their runs."""
+    if any(p["hlo"] is None for p in c["programs"].values()):
+        return None
+    return sum(p["runs"] * p["hlo"]["bytes"] for p in c["programs"].values())
+
+
 def markdown(r: dict) -> str:
     lines = [
         f"# Deviceless compile for {r['description']} ({r['target']}): memory, kernels, bytes, estimated time",
@@ -201,12 +222,17 @@ def markdown(r: dict) -> str:
         lines.append("")
     if r["renders"]:
         lines += [f"## Rendering ({r['renders'][0]['config']}, one chip)", "",
-                  "| Render | dtype | Tile | Queries per step | Fits | Estimated ms (a render) |",
-                  "|---|---|---:|---:|---|---:|"]
+                  "| Render | dtype | Decoder | Tile | Queries per step | Fits | HBM GB | HBM KB per output pixel | "
+                  "Estimated ms (a render) |",
+                  "|---|---|---|---:|---:|---|---:|---:|---:|"]
         for c in r["renders"]:
             est = "-" if c["est_s"] is None else f"{1e3 * c['est_s']:.1f}"
+            hbm = render_bytes(c)
+            per_pixel = "-" if hbm is None else f"{hbm / (c['out_hw'][0] * c['out_hw'][1]) / 1e3:.2f}"
+            tile = f"{c['tile']}{' (by memory)' if c.get('tile_by_memory') else ''}"
             lines.append(f"| {c['case']}: {c['in_hw'][0]}x{c['in_hw'][1]} -> {c['out_hw'][0]}x{c['out_hw'][1]} | "
-                         f"{c['dtype']} | {c['tile']} | {c['batch_queries']} | {'yes' if c['fits'] else '**no**'} | {est} |")
+                         f"{c['dtype']} | {c.get('decoder', 'xla')} | {tile} | {c['batch_queries']} | "
+                         f"{'yes' if c['fits'] else '**no**'} | {gb(hbm)} | {per_pixel} | {est} |")
         lines += ["", "Its programs (per run; a render runs each the times shown):", "", header, rule]
         for c in r["renders"]:
             lines += [program_row(f"{c['case']} {c['dtype']} {name}", p, str(p["runs"])) for name, p in c["programs"].items()]

@@ -54,13 +54,19 @@ def estimate(case: str, r: dict, settings: dict, dtype: str, t: aot.Target, devs
                         batch_size=settings["batch"])
         c.compute_dtype = dtype
         programs = {"train_step": (aot.train_step(c, devs, precision=prec), 1)}
+        kernel_flops, flops_class = 0.0, "f32"
     else:
         model = build_model(r["spec"], model_dtype)
         mlp = jnp.bfloat16 if r.get("render_mlp_dtype") == "bfloat16" else None
+        decoder = r.get("decoder") or "xla"  # benchmarks before the fused kernel ran XLA's decoder
         programs = aot.render_programs(model, tuple(r["in_hw"]), tuple(r["out_hw"]), devs[0], precision=prec,
                                        tile=r.get("tile", settings.get("tile")), batch_queries=r["batch_queries"],
-                                       mlp_dtype=mlp)
-    reports = {name: (aot.read(low, t), runs) for name, (low, runs) in programs.items()}
+                                       mlp_dtype=mlp, decoder=decoder)
+        # The fused kernel is opaque to the HLO: its FLOPs, spread over the query program's runs.
+        kernel_flops = aot.fused_kernel_flops(model, tuple(r["out_hw"])) if decoder == "pallas" else 0.0
+        flops_class = "bf16" if model_dtype is not None or mlp is not None else "f32"
+    reports = {name: (aot.read(low, t, opaque_flops=kernel_flops / runs if name == "query_block" else 0.0,
+                               opaque_class=flops_class), runs) for name, (low, runs) in programs.items()}
     est = None if any(p.est_s is None for p, _ in reports.values()) else sum(p.est_s * n for p, n in reports.values())
     return {"est_ms": None if est is None else 1e3 * est,
             "programs": {name: {"runs": n, "launches": p.stats and p.stats.launches, "total_bytes": p.total_bytes,

@@ -103,8 +103,11 @@ _ISOLATE = flags.DEFINE_bool(
     "isolate", None, "run every case in a fresh process, so peak memory is per case (default: on for full)"
 )
 _TILE = flags.DEFINE_integer(
-    "tile", render.DEFAULT_TILE, "input pixels per render tile side (0: whole images)", lower_bound=0
+    "tile", None, "input pixels per render tile side (0: whole images; default: `render.choose_tile`, by memory)",
+    lower_bound=0,
 )
+_DECODER = flags.DEFINE_enum("decoder", None, list(render.DECODERS),
+                             "render decoder (default: `render.resolve_decoder`: pallas on GPUs, xla elsewhere)")
 _RENDER_MLP = flags.DEFINE_enum(
     "render_mlp_dtype", "float32", ["float32", "bfloat16"], "dtype of the MLP when rendering (`render.upscale(mlp_dtype=)`)"
 )
@@ -133,7 +136,7 @@ class Sizes:
     num_workers: int
     render_repeats: int
     batch_queries: int
-    tile: int
+    tile: int | None  # None: by memory (`render.choose_tile`)
     renders: dict[str, tuple[tuple[int, int], tuple[int, int]]]  # case -> (input hw, output hw)
     models: dict[str, dict[str, Any]]  # model key -> official model spec
 
@@ -150,7 +153,7 @@ FULL = Sizes(
     num_workers=8,
     render_repeats=5,
     batch_queries=render.DEFAULT_BATCH_QUERIES,
-    tile=render.DEFAULT_TILE,
+    tile=None,
     renders={
         "render_x4_div2k": ((339, 510), (1356, 2040)),
         "render_x30_3840": ((128, 128), (3840, 3840)),
@@ -411,9 +414,13 @@ def render_case(name: str, model: LIIF, session: Session) -> Result:
     params = jax.device_put(random_params(model, sizes.inp_size))
     img = np.random.default_rng(0).random((*in_hw, 3), dtype=np.float32)
     mlp_dtype = jnp.bfloat16 if _RENDER_MLP.value == "bfloat16" else None
-    upscale = lambda: render.upscale(model, params, img, out_hw, sizes.batch_queries, sizes.tile, mlp_dtype)
+    decoder = render.resolve_decoder(model, _DECODER.value)
+    tile = sizes.tile
+    upscale = lambda: render.upscale(model, params, img, out_hw, sizes.batch_queries, tile, mlp_dtype, decoder)
 
     compile_mark = monitor.mark()
+    if tile is None:  # chosen by memory, in the compiling call: its programs are the render's
+        tile = render.choose_tile(model, params, in_hw, out_hw, sizes.batch_queries, 1, True, mlp_dtype, decoder)
     first = seconds(upscale)
     after_first = monitor.mark()
     if session.compile_only:
@@ -425,9 +432,11 @@ def render_case(name: str, model: LIIF, session: Session) -> Result:
         "in_hw": list(in_hw),
         "out_hw": list(out_hw),
         "batch_queries": sizes.batch_queries,
-        "tile": sizes.tile,
+        "tile": tile,
+        "tile_by_memory": sizes.tile is None,
+        "decoder": decoder,
         "render_mlp_dtype": _RENDER_MLP.value,
-        "tiles": render.plan(model, in_hw, out_hw, sizes.tile).n_tiles,
+        "tiles": render.plan(model, in_hw, out_hw, tile, decoder).n_tiles,
         "compile_s": after_first[0] - compile_mark[0],
         "first_call_s": first,
         "ms": ms,
@@ -641,7 +650,8 @@ def header(report: Result, sizes: Sizes) -> list[str]:
         f"Training: batch {sizes.batch}, {sizes.inp_size} px inputs, {sizes.sample_q} queries, "
         f"{workers(sizes.num_workers)} over {sizes.n_images} synthetic {sizes.image_hw[0]}x{sizes.image_hw[1]} "
         f"uint8 images in memory (a source of {SOURCE_LEN} elements, as DIV2K x20); {sizes.steps} timed steps "
-        f"after {sizes.warmup} warm-up. Rendering (`render.upscale`, tiles of {sizes.tile or 'the whole'} input pixels, "
+        f"after {sizes.warmup} warm-up. Rendering (`render.upscale`, tiles of "
+        f"{'the size chosen by memory' if sizes.tile is None else sizes.tile or 'the whole'} input pixels, "
         f"{sizes.batch_queries} queries per step, "
         f"sizes H x W): mean of {sizes.render_repeats} after one warm-up. Compilation excluded (see below). "
         "float32 uses TF32 (`jax.default_matmul_precision('tensorfloat32')`, GPU only); bfloat16 is bf16 "

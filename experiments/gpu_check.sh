@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# One GPU check, at most 8 minutes of measurements (then 1.5 of CPU-only compiles), everything into one folder (see experiments/GPU_CHECK.md):
+# One GPU check, at most 10 minutes of measurements (then 1.5 of CPU-only compiles), everything into one folder (see experiments/GPU_CHECK.md):
 # the benchmark (float32/TF32, peaks at run time apart from compilation), the top XLA ops of a
-# training step and a render tile, the official code vs ours (when OFFICIAL is given) and the PSNR
-# change of TF32 and bf16 (when MODEL and HR_DIR are given).
+# training step and of an x4 render with each decoder (the fused Pallas kernel and XLA's), the
+# fused kernel against XLA's decoder (agreement, speed, block sizes), the official code vs ours
+# (when OFFICIAL is given) and the PSNR change of TF32 and bf16 (when MODEL and HR_DIR are given).
 #
 #   OUT=results-h100 [OFFICIAL=path/to/yinboc-liif] [MODEL=workdir HR_DIR=photos [SPLIT_FILE=f SPLIT_KEY=k]]
 #   [WHEELS=dir] [PY=python3] [SMALL=1] [CASES=a,b] bash experiments/gpu_check.sh
 #
-# SMALL=1 is the CPU dry run (tiny sizes). Each step has its own time limit (BENCH_S, PROF_S, CMP_S,
-# PREC_S seconds), so a step that hangs cannot eat the others' time; summary.txt lists exit codes.
+# SMALL=1 is the CPU dry run (tiny sizes). Each step has its own time limit (BENCH_S, PROF_S, FUSED_S,
+# CMP_S, PREC_S seconds), so a step that hangs cannot eat the others' time; summary.txt lists exit codes.
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:?set OUT to the results folder}
@@ -44,7 +45,8 @@ cat "$OUT/env.txt"
 
 step benchmark "${BENCH_S:-250}" $PY experiments/benchmark.py $SZ --dtypes float32 --isolate \
   --num_workers "${WORKERS:-12}" --cases "$CASES" --out "$OUT"
-step profile "${PROF_S:-70}" $PY experiments/profile_ops.py $SZ --out "$OUT"
+step profile "${PROF_S:-90}" $PY experiments/profile_ops.py $SZ --out "$OUT"
+step fused "${FUSED_S:-120}" $PY experiments/fused_check.py $SZ ${SMALL:+--sweep 64x4 --repeats 1} --out "$OUT"
 if [ -n "${OFFICIAL:-}" ]; then
   step compare_official "${CMP_S:-90}" $PY experiments/compare_official.py --official "$OFFICIAL" $SZ --out "$OUT"
 else

@@ -7,10 +7,15 @@
 Evaluates one trained model on one image set (`liif_jax.evaluate.evaluate`, the official test
 protocol) under each setting:
 
-* `float32-highest`: float32 with full-precision matmuls and convolutions (the reference);
+* `float32-highest`: float32 with full-precision matmuls and convolutions, XLA's decoder (the reference);
+* `float32-highest-fused`: the same with the device's default decoder (on a GPU the fused Pallas
+  kernel, whose float32 matmuls at this precision are three TF32 products);
 * `float32-tf32`: float32 params and activations, TF32 matmuls and convolutions
   (`jax.default_matmul_precision('tensorfloat32')`; GPUs since Ampere; no effect on CPU);
 * `bfloat16`: the model built with bf16 compute (`build_model(spec, jnp.bfloat16)`), float32 params.
+
+All but the reference render with the device's default decoder (`render.resolve_decoder`), or
+`--decoder`.
 
 and reports, per scale, the mean PSNR and the largest per-image PSNR change against the reference
 (the issue's target: under 0.01 dB for TF32). Writes `<out>/precision_<device>.json` and `.md`
@@ -33,24 +38,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax import evaluate, report, sources
+from liif_jax import evaluate, render, report, sources
 from liif_jax.checkpoints import load_model
 
-# name -> (compute dtype, matmul precision)
+# name -> (compute dtype, matmul precision, decoder: None for --decoder or the device's default)
 SETTINGS = {
-    "float32-highest": (None, "highest"),
-    "float32-tf32": (None, "tensorfloat32"),
-    "bfloat16": (jnp.bfloat16, None),
+    "float32-highest": (None, "highest", "xla"),
+    "float32-highest-fused": (None, "highest", None),
+    "float32-tf32": (None, "tensorfloat32", None),
+    "bfloat16": (jnp.bfloat16, None, None),
 }
 REFERENCE = "float32-highest"
 
 
 def run_setting(name: str, args: argparse.Namespace, source, scales) -> list[report.ImageResult]:
-    dtype, matmul = SETTINGS[name]
+    dtype, matmul, decoder = SETTINGS[name]
     model, params = load_model(args.model, dtype=dtype)
     ctx = jax.default_matmul_precision(matmul) if matmul else contextlib.nullcontext()
     with ctx:
-        return evaluate.evaluate(model, params, source, scales, args.protocol, args.batch_queries, progress=False)
+        return evaluate.evaluate(model, params, source, scales, args.protocol, args.batch_queries, progress=False,
+                                 decoder=decoder or args.decoder)
 
 
 def compare(results: dict[str, list[report.ImageResult]]) -> list[dict]:
@@ -80,6 +87,7 @@ def markdown(out: dict) -> str:
         "",
         f"Date (UTC): {out['date']}. JAX {out['jax_version']}, {out['device_kind']} ({out['platform']}). "
         f"Model `{out['model']}`, {out['n_images']} images, protocol `{out['protocol']}`. "
+        f"Decoder `{out['decoder']}` (the reference: `xla`). "
         "Change = PSNR under the setting minus PSNR under float32-highest, per image.",
         "",
         "| Setting | Scale | PSNR (dB) | Mean change (dB) | Largest change on one image (dB) |",
@@ -104,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="2,3,4,6,12,18,24,30", help="scales, comma separated")
     p.add_argument("--protocol", default="div2k", choices=["div2k", "benchmark", "plain"])
     p.add_argument("--batch-queries", type=int, default=evaluate.DEFAULT_BATCH_QUERIES)
+    p.add_argument("--decoder", choices=evaluate.DECODERS, help="decoder of the settings other than the reference "
+                   "(default: the device's, `render.resolve_decoder`)")
     p.add_argument("--out", default="experiments/results", help="folder for precision_<device>.{json,md}")
     return p
 
@@ -129,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "jax_version": jax.__version__,
         "model": os.fspath(args.model),
         "protocol": args.protocol,
+        "decoder": render.resolve_decoder(load_model(args.model)[0], args.decoder),
         "n_images": len(source),
         "rows": rows,
         "max_abs_delta_db": {name: max(r["max_abs_delta_db"] for r in rows if r["setting"] == name) for name in SETTINGS},

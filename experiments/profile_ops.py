@@ -1,4 +1,4 @@
-"""Where the time goes: the top XLA ops of one training step and of one render tile.
+"""Where the time goes: the top XLA ops of one training step and of an x4 render, per decoder.
 
     python experiments/profile_ops.py [--size full|small] [--top 30] [--out experiments/results]
 
@@ -8,9 +8,10 @@ each XLA op: on a GPU the device's "XLA Ops" line (else its stream lines, kernel
 the thunks of the XLA CPU client's threads. Writes `<out>/profile_<device>.md` and `.json`: per
 program, the top ops by total time, their call counts and share of all op time.
 
-Programs: the EDSR-baseline-LIIF training step (batch 16, 48 px inputs, 2304 queries) and one tile
-of `render.upscale` x4 (encode one tile, query one block), float32 under TF32 matmuls as the
-benchmark; `--size small` shrinks the model and sizes (a CPU smoke test).
+Programs: the EDSR-baseline-LIIF training step (batch 16, 48 px inputs, 2304 queries) and
+`render.upscale` x4 (339x510 -> 1356x2040, the tile chosen by memory) with each decoder, the fused
+Pallas kernel ("pallas"; interpret mode on a CPU, slow) and XLA's ("xla"), float32 under TF32
+matmuls as the benchmark; `--size small` shrinks the model and sizes (a CPU smoke test).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
+import functools
 import gzip
 import json
 import pathlib
@@ -30,15 +32,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax import liif, render, train_lib
+from liif_jax import render, train_lib
 from liif_jax.configs import base_config, liif_spec
 from liif_jax.models import build_model
 from liif_jax.report import device_slug
 
 SIZES = {
-    "full": {"encoder": {}, "hidden": (256,) * 4, "batch": 16, "inp": 48, "queries": 2304, "tile": render.DEFAULT_TILE},
+    "full": {"encoder": {}, "hidden": (256,) * 4, "batch": 16, "inp": 48, "queries": 2304, "render": ((339, 510), (1356, 2040))},
     "small": {"encoder": {"n_resblocks": 2, "n_feats": 16}, "hidden": (32, 32), "batch": 2, "inp": 8, "queries": 64,
-              "tile": 16},
+              "render": ((17, 26), (68, 104))},
 }
 SKIP = ("ThunkExecutor", "end: ", "ThreadpoolListener")  # CPU client bookkeeping, not ops
 
@@ -101,31 +103,20 @@ def programs(size: dict[str, Any]) -> dict[str, Callable[[], Any]]:
              "cell": np.full((b, q, 2), 2 / (4 * n)), "gt": rng.uniform(-1, 1, (b, q, 3))}
     batch = train_lib.to_global({k: v.astype(np.float32) for k, v in batch.items()}, steps.batch)
 
-    tile = size["tile"]
-    in_hw = (3 * tile, 3 * tile)
-    plan = render.plan(model, in_hw, (4 * in_hw[0], 4 * in_hw[1]), tile)
-    window = jnp.asarray(rng.uniform(-1, 1, (1, plan.rows.window, plan.cols.window, 3)).astype(np.float32))
-    crop_start = jnp.array([plan.rows.crop_starts[1] - plan.rows.window_starts[1],
-                            plan.cols.crop_starts[1] - plan.cols.window_starts[1]], jnp.int32)
-    crop = (plan.rows.crop, plan.cols.crop)
-    grid = render.encode_tile(model, params, window, crop_start, crop)
-    lattice = liif.lattice(in_hw, (plan.rows.crop_starts[1], plan.cols.crop_starts[1]))
-    geometry = jnp.asarray(render.output_geometry((4 * in_hw[0], 4 * in_hw[1])))
-    rows, cols = plan.rows.blocks(1)[0], plan.cols.blocks(1)[0]
-    query = lambda: render.query_block(model, params, grid, lattice, geometry, np.array(rows, np.int32),
-                                       np.array(cols, np.int32), (plan.rows.block, plan.cols.block),
-                                       render.default_batch_queries(), True)
+    in_hw, out_hw = size["render"]
+    img = rng.random((*in_hw, 3), dtype=np.float32)
+    renders = {}
+    for decoder in render.DECODERS:
+        tile = render.choose_tile(model, params, in_hw, out_hw, decoder=decoder)
+        renders[f"render_{decoder}"] = functools.partial(render.upscale, model, params, img, out_hw, tile=tile,
+                                                         decoder=decoder)
     holder = [state]  # the step donates its state: each call trains on the last call's
 
     def train_step():
         holder[0], loss = steps.train(holder[0], batch)
         return loss
 
-    return {
-        "train_step": train_step,
-        "render_encode_tile": lambda: render.encode_tile(model, params, window, crop_start, crop),
-        "render_query_block": query,
-    }
+    return {"train_step": train_step, **renders}
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import os
 import pathlib
 import re
@@ -28,7 +27,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from liif_jax import hlo_stats, render, shipped, train_lib, zoom
+from liif_jax import fused_query, hlo_stats, liif, render, shipped, train_lib, zoom
+from liif_jax.memory import render_budget
 from liif_jax.models import Model, build_model
 
 GIB = 2**30
@@ -188,18 +188,41 @@ def train_step(config: ml_collections.ConfigDict, devs: list[jax.Device], inp_hw
         return steps.train.lower(state, _with_sharding(batch, steps.batch))
 
 
-def render_programs(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int], device: jax.Device,
-                    precision: str | None = None, **kwargs) -> dict[str, tuple[jax.stages.Lowered, int]]:
-    """`render.programs` on one compile-only device, with how many times a render runs each.
-    kwargs: `tile`, `batch_queries`, `batch`, `unit_range`, `mlp_dtype` as `render.programs`."""
+def render_tile(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int], device: jax.Device,
+                precision: str | None = None, memory_bytes: int | None = None, **kwargs) -> int:
+    """The tile a render picks by memory (`render.choose_tile`) on a chip of `memory_bytes`
+    (`memory.render_budget`). kwargs: `batch_queries`, `batch`, `unit_range`, `mlp_dtype`,
+    `decoder` as `render.programs`."""
     params = _with_sharding(jax.eval_shape(lambda: model.init(jax.random.key(0))), jax.sharding.SingleDeviceSharding(device))
     kwargs.setdefault("batch_queries", render.DEFAULT_BATCH_QUERIES)  # an accelerator's default
     with lowering([device], precision):
-        lowered = render.programs(model, params, in_hw, out_hw, **kwargs)
-    # the options that decide the render's plan (tile, ...) count its runs the same way
-    accepted = inspect.signature(render.program_runs).parameters
-    runs = render.program_runs(model, in_hw, out_hw, **{k: v for k, v in kwargs.items() if k in accepted})
+        return render.choose_tile(model, params, in_hw, out_hw, **kwargs, budget=render_budget(device, memory_bytes))
+
+
+def render_programs(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int], device: jax.Device,
+                    precision: str | None = None, memory_bytes: int | None = None,
+                    **kwargs) -> dict[str, tuple[jax.stages.Lowered, int]]:
+    """`render.programs` on one compile-only device, with how many times a render runs each.
+    kwargs: `tile` (default: `render_tile`), `batch_queries`, `batch`, `unit_range`, `mlp_dtype`,
+    `decoder` (default: the device's, `render.resolve_decoder`) as `render.programs`."""
+    params = _with_sharding(jax.eval_shape(lambda: model.init(jax.random.key(0))), jax.sharding.SingleDeviceSharding(device))
+    kwargs.setdefault("batch_queries", render.DEFAULT_BATCH_QUERIES)  # an accelerator's default
+    kwargs["decoder"] = render.resolve_decoder(model, kwargs.get("decoder"), device.platform)
+    tile = kwargs.pop("tile", None)
+    if tile is None:
+        tile = render_tile(model, in_hw, out_hw, device, precision, memory_bytes, **kwargs)
+    with lowering([device], precision):
+        lowered = render.programs(model, params, in_hw, out_hw, tile, **kwargs)
+    runs = render.program_runs(model, in_hw, out_hw, tile, kwargs["decoder"])
     return {name: (low, runs[name]) for name, low in lowered.items()}
+
+
+def fused_kernel_flops(model: Model, out_hw: tuple[int, int], batch: int = 1) -> float:
+    """FLOPs of the fused query kernel (`liif_jax.fused_query`) in one render: a Pallas kernel is
+    opaque to `hlo_stats`, so `read` takes them from here (`opaque_flops`)."""
+    n = len(liif.neighbour_signs(model.local_ensemble))
+    return batch * out_hw[0] * out_hw[1] * fused_query.flops(model.imnet.hidden_list, model.imnet.out_dim,
+                                                             4 if model.cell_decode else 2, n)
 
 
 def zoom_programs(model: Model, in_hw: tuple[int, int], frame_hw: tuple[int, int], frames: int, device: jax.Device,
@@ -256,9 +279,12 @@ def memory(compiled: jax.stages.Compiled) -> dict[str, int]:
             "temp": m.temp_size_in_bytes, "code": m.generated_code_size_in_bytes}
 
 
-def read(lowered: jax.stages.Lowered, name: str | Target, roofline: hlo_stats.Roofline = H200_FIT) -> ProgramReport:
+def read(lowered: jax.stages.Lowered, name: str | Target, roofline: hlo_stats.Roofline = H200_FIT,
+         opaque_flops: float = 0.0, opaque_class: str = "f32") -> ProgramReport:
     """Compiles a lowered program for its target and reads it. A program the compiler refuses for
-    lack of memory is reported as not fitting (with the compiler's message), not raised."""
+    lack of memory is reported as not fitting (with the compiler's message), not raised.
+    `opaque_flops`: FLOPs per run of the program's opaque kernels (custom calls whose work the HLO
+    does not show, e.g. `fused_kernel_flops`), at the `opaque_class` peak, spread over their launches."""
     t = target(name)
     start, cpu = time.perf_counter(), time.process_time()
     try:
@@ -271,6 +297,11 @@ def read(lowered: jax.stages.Lowered, name: str | Target, roofline: hlo_stats.Ro
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     mem = memory(compiled)
     stats = hlo_stats.analyze(compiled.as_text())
+    opaque = [k for k in stats.kernels if k.opaque]
+    for k in opaque:
+        k.flops, k.flops_class = opaque_flops / sum(o.launches for o in opaque), opaque_class
+    if opaque_flops and not opaque:
+        raise ValueError("opaque_flops given for a program without opaque kernels")
     report = ProgramReport(t.name, seconds, cpu, mem, True, None, stats, roofline.seconds(stats, t.peak_flops, t.hbm_bandwidth))
     report.fits = report.total_bytes <= t.memory_bytes
     return report

@@ -23,8 +23,8 @@ from PIL import Image
 
 from liif_jax import cli_checks, imaging, zoom
 from liif_jax.checkpoints import load_model
-from liif_jax.render import (CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, LTE_SCALE_MAX, default_batch_queries,
-                             lte_cell_factor, lte_family, scale_max_for, upscale)
+from liif_jax.render import (CPU_BATCH_QUERIES, DECODERS, DEFAULT_BATCH_QUERIES, LTE_SCALE_MAX, default_batch_queries,
+                             lte_cell_factor, lte_family, resolve_decoder, scale_max_for, upscale)
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -88,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="output image path: .png (recommended), .jpg, .bmp, .tif or .webp")
     parser.add_argument("--batch-queries", type=int, help=f"queries per step of the decoder (default {DEFAULT_BATCH_QUERIES}, "
                         f"as the official code; {CPU_BATCH_QUERIES} on a CPU, where more cost memory, not time)")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                        help=f"input pixels per tile side (bounds memory; 0: the whole image at once; default {DEFAULT_TILE})")
+    parser.add_argument("--tile", type=int, default=None,
+                        help="input pixels per tile side (0: the whole image at once; default: the largest that fits "
+                        "the render's memory budget, see liif_jax.memory: the whole image when it fits)")
+    parser.add_argument("--decoder", choices=DECODERS, help="xla, or pallas: the fused query kernel "
+                        "(default: pallas on GPUs for the LIIF models it runs, xla elsewhere)")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
                         help=f"largest input or output image, in pixels (default {imaging.DEFAULT_MAX_PIXELS})")
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         check_zoom_flags(parser, args)
     if args.batch_queries is not None and args.batch_queries <= 0:
         parser.error("--batch-queries must be positive")
-    if args.tile < 0:
+    if args.tile is not None and args.tile < 0:
         parser.error(f"--tile must be 0 (whole image) or positive, got {args.tile}")
     if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
         parser.exit(2, f"error: --scale must be a positive number, got {args.scale}\n")
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         cli_checks.check_render_size(size, flag)
         img = imaging.load_rgb(args.input)
         model, params = load_model(args.model, args.step)
+        resolve_decoder(model, args.decoder)
     except (imaging.ImageError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -132,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     size = output_size(model, img.shape[:2], args)  # at most the size checked above
     factor = lte_cell_factor(size[0] / img.shape[0], scale_max_for(model, args.scale_max))
     t0 = time.perf_counter()
-    pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries, args.tile, cell_factor=factor)
+    pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries, args.tile, decoder=args.decoder,
+                   cell_factor=factor)
     try:
         Image.fromarray(to_uint8_official(pred)).save(args.output)
     except (OSError, ValueError) as e:

@@ -38,8 +38,8 @@ from liif_jax import cli_checks, configs, datasets, imaging, metrics, report, so
 from liif_jax.checkpoints import load_model
 from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.models import Model
-from liif_jax.render import (CPU_BATCH_QUERIES, DEFAULT_BATCH_QUERIES, DEFAULT_TILE, LTE_SCALE_MAX, lte_cell_factor,
-                             scale_max_for, upscale)
+from liif_jax.render import (CPU_BATCH_QUERIES, DECODERS, DEFAULT_BATCH_QUERIES, LTE_SCALE_MAX, lte_cell_factor,
+                             resolve_decoder, scale_max_for, upscale)
 
 PLOT_NAME = "psnr_vs_scale.png"
 
@@ -116,7 +116,8 @@ def evaluate_one(
     scale: float,
     protocol: metrics.Protocol,
     batch_queries: int | None = None,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
+    decoder: str | None = None,
     window: int = 0,
     scale_max: float | None = None,
 ) -> Outcome:
@@ -135,10 +136,10 @@ def evaluate_one(
             raise ValueError(f"--window needs an integer scale (LTE's test.py renders scale x the padded input), got {scale:g}")
         padded = window_pad(lr, window)
         out_hw = (int(scale) * padded.shape[0], int(scale) * padded.shape[1])
-        pred = upscale(model, params, to_float01(padded), out_hw, batch_queries, tile, cell_factor=factor)
+        pred = upscale(model, params, to_float01(padded), out_hw, batch_queries, tile, decoder=decoder, cell_factor=factor)
         pred = pred[: hr.shape[0], : hr.shape[1]]
     else:
-        pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile, cell_factor=factor)
+        pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile, decoder=decoder, cell_factor=factor)
     bicubic = report.bicubic_upsample(lr, hr.shape[:2])
     gt = to_float01(hr)
     return Outcome(
@@ -157,7 +158,8 @@ def evaluate(
     progress: bool = True,
     names: Sequence[str] | None = None,
     on_result: Callable[[list[report.ImageResult]], None] | None = None,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
+    decoder: str | None = None,
     window: int = 0,
     scale_max: float | None = None,
 ) -> list[report.ImageResult]:
@@ -184,7 +186,7 @@ def evaluate(
         for scale in scales:
             start = time.perf_counter()
             try:
-                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile, window, scale_max)
+                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile, decoder, window, scale_max)
             except ValueError as err:
                 raise ImageError(f"{where} at scale {scale:g}: {err}") from err
             results.append(report.ImageResult(name, scale, outcome.psnr, outcome.bicubic_psnr))
@@ -369,9 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-queries", type=int, help=f"queries per decoder step (default {DEFAULT_BATCH_QUERIES}, {CPU_BATCH_QUERIES} on a CPU, or the config's eval_bsize)"
     )
     parser.add_argument(
-        "--tile", type=int, default=DEFAULT_TILE,
-        help=f"input pixels per tile side (bounds memory; 0: whole images; default {DEFAULT_TILE})",
+        "--tile", type=int, default=None,
+        help="input pixels per tile side (0: whole images; default: the largest that fits the render's memory "
+        "budget, see liif_jax.memory; a fixed tile compiles once for images of every size)",
     )
+    parser.add_argument("--decoder", choices=DECODERS, help="xla, or pallas: the fused query kernel "
+                        "(default: pallas on GPUs for the LIIF models it runs, xla elsewhere)")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument("--window", type=int, default=0, help="LTE's test.py --window (8 for SwinIR): pad each input "
                         "with its mirror image to the next multiple of W above its size; default 0, no padding")
@@ -427,7 +432,7 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
     batch_queries = batch_queries if args.batch_queries is None else args.batch_queries
     if batch_queries is not None and batch_queries <= 0:
         raise ValueError(f"--batch-queries must be positive, got {batch_queries}")
-    if args.tile < 0:
+    if args.tile is not None and args.tile < 0:
         raise ValueError(f"--tile must be 0 (whole images) or positive, got {args.tile}")
     if args.window < 0:
         raise ValueError(f"--window must be 0 (no padding) or positive (8 for SwinIR), got {args.window}")
@@ -437,6 +442,7 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
         raise ValueError(f"--scale-max must be a number >= 0 (0: no cell clamp), got {args.scale_max}")
     cli_checks.check_image_headers(source)
     model, params = load_model(args.model, args.step)
+    resolve_decoder(model, args.decoder)
     scale_max = scale_max_for(model, args.scale_max)
     clamp = f", cell clamped above x{scale_max:g}" if scale_max else ""
     print(f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
@@ -444,7 +450,7 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
     own_sink = sink is None
     sink = sink or JsonSink(args.json)
     results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names,
-                       on_result=sink, tile=args.tile, window=args.window, scale_max=scale_max)
+                       on_result=sink, tile=args.tile, decoder=args.decoder, window=args.window, scale_max=scale_max)
     if own_sink and sink.error is not None:
         raise sink.error
     return results

@@ -11,7 +11,9 @@ The first MLP layer is linear, and the feature part of its input depends on the 
 `latent_grid` applies it once per latent as a 3x3 (unfold) or 1x1 convolution: the same sums,
 without the 9x unfolded tensor and without repeating that product for every query and neighbour.
 Queries then gather a row of that grid and add the coordinate and cell terms as elementwise
-multiply-adds; the 4 neighbours of every query go through the rest of the MLP as one stack of rows.
+multiply-adds (`neighbours` says which rows and terms); the 4 neighbours of every query go through
+the rest of the MLP as one stack of rows (`query`), or through one fused kernel that keeps their
+activations on chip (`query_fused`, `liif_jax.fused_query`).
 
 Queries address latents by their index in the whole image's grid (a `Lattice`), so that a window
 of latents (a tile of a large image) answers them exactly as the whole grid would.
@@ -26,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from liif_jax import fused_query
 from liif_jax.coords import centre, coord_affine
 from liif_jax.layers import Dtype, dense
 
@@ -98,8 +101,9 @@ def neighbour_signs(local_ensemble: bool) -> list[tuple[int, int] | None]:
     return [(0, 0), (0, 1), (1, 0), (1, 1)] if local_ensemble else [None]
 
 
-def first_layer_split(w0: jax.Array, feat_dim: int, feat_unfold: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Splits the first MLP kernel (in, out) into its feature, coordinate and cell parts.
+def first_layer_split(w0: jax.Array, feat_dim: int, feat_unfold: bool) -> tuple[jax.Array, jax.Array]:
+    """Splits the first MLP kernel (in, out) into its feature part and the rest (`w_terms`: rows
+    for the relative coordinate, then the relative cell).
 
     The feature part comes back as an HWIO conv kernel (3x3 for unfold, channel-major as
     `F.unfold`; 1x1 otherwise).
@@ -110,7 +114,7 @@ def first_layer_split(w0: jax.Array, feat_dim: int, feat_unfold: bool) -> tuple[
         wf = wf.reshape(feat_dim, 3, 3, -1).transpose(1, 2, 0, 3)
     else:
         wf = wf.reshape(1, 1, feat_dim, -1)
-    return wf, w0[n_feat_in : n_feat_in + 2], w0[n_feat_in + 2 :]
+    return wf, w0[n_feat_in:]
 
 
 def latent_grid(w_feat: jax.Array, feat: jax.Array, dtype: Dtype = None) -> jax.Array:
@@ -128,11 +132,49 @@ def latent_grid(w_feat: jax.Array, feat: jax.Array, dtype: Dtype = None) -> jax.
     )
 
 
+class Neighbours(NamedTuple):
+    """What each query reads from the latent grid: per neighbour of the local ensemble (n = 4, or
+    1 without it), the latent, the first layer's other inputs and the ensemble weight."""
+
+    index: jax.Array  # (n, B, Q, 2) int32: the latent's (row, col) in the window
+    terms: jax.Array  # (n, B, Q, E) float32: relative coordinate (2), then relative cell (2) with cell decoding
+    weights: jax.Array  # (n, B, Q) float32: the area-weighted ensemble's weights (1 without it)
+
+
+def neighbours(coord: jax.Array, cell: jax.Array, lat: Lattice, local_ensemble: bool, cell_decode: bool) -> Neighbours:
+    """`Neighbours` of queries at `coord` (B, Q, 2) with cells (B, Q, 2) on the grid `lat` describes."""
+    index, terms, areas = [], [], []
+    for sign in neighbour_signs(local_ensemble):
+        c = coord if sign is None else coord + jnp.stack([lat.shift[sign[0], 0], lat.shift[sign[1], 1]])
+        i = nearest_index(jnp.clip(c, np.float32(-CLAMP), np.float32(CLAMP)), lat.half)
+        rel = (coord - centre(lat.first, lat.step, i.astype(jnp.float32))) * lat.size
+        index.append(i - lat.origin)
+        terms.append(jnp.concatenate([rel, cell * lat.size], axis=-1) if cell_decode else rel)
+        areas.append(jnp.abs(rel[..., 0] * rel[..., 1]) + AREA_EPS)
+    areas = jnp.stack(areas)
+    # Each neighbour is weighted by the area opposite to it: reversing (0,1,2,3) swaps 0<->3, 1<->2.
+    weights = (areas[::-1] if local_ensemble else areas) / jnp.sum(areas, axis=0)
+    return Neighbours(jnp.stack(index), jnp.stack(terms), weights)
+
+
+def flat_rows(grid: jax.Array, index: jax.Array) -> jax.Array:
+    """Rows of `grid` (B, gh, gw, D) seen as a (B * gh * gw, D) table, at window indices (..., B, Q, 2)."""
+    b, gh, gw, _ = grid.shape
+    return (jnp.arange(b, dtype=jnp.int32)[:, None] * gh + index[..., 0]) * gw + index[..., 1]
+
+
 def gather_rows(grid: jax.Array, local: jax.Array) -> jax.Array:
-    """grid (B, gh, gw, D) at window indices local (B, Q, 2) -> (B, Q, D), as one flat gather."""
-    b, gh, gw, d = grid.shape
-    flat_index = (jnp.arange(b, dtype=jnp.int32)[:, None] * gh + local[..., 0]) * gw + local[..., 1]
-    return grid.reshape(b * gh * gw, d).at[flat_index].get(mode="promise_in_bounds")
+    """grid (B, gh, gw, D) at window indices local (..., B, Q, 2) -> (..., B, Q, D), as one flat gather."""
+    return grid.reshape(-1, grid.shape[-1]).at[flat_rows(grid, local)].get(mode="promise_in_bounds")
+
+
+def first_layer(rows: jax.Array, terms: jax.Array, w_terms: jax.Array, b0: jax.Array) -> jax.Array:
+    """First-layer pre-activations: the latent's row + b0 + terms @ w_terms, as multiply-adds
+    in the order `fused_query` computes them."""
+    pre = rows + b0
+    for e in range(terms.shape[-1]):
+        pre = pre + terms[..., e : e + 1] * w_terms[e]
+    return pre
 
 
 def query(
@@ -140,8 +182,7 @@ def query(
     coord: jax.Array,
     cell: jax.Array,
     lat: Lattice,
-    w_coord: jax.Array,
-    w_cell: jax.Array | None,
+    w_terms: jax.Array,
     b0: jax.Array,
     mlp_rest,
     local_ensemble: bool,
@@ -149,21 +190,35 @@ def query(
     """RGB (B, Q, out) at queries `coord` (B, Q, 2) with cells (B, Q, 2) from a window `grid`
     (B, gh, gw, hidden) of the latent grid that `lat` describes.
 
-    `mlp_rest` maps first-layer pre-activations (..., hidden) to outputs (..., out).
+    `w_terms`: the first MLP kernel's rows for the relative coordinate (2) and, with cell decoding,
+    the relative cell (2). `mlp_rest` maps first-layer pre-activations (..., hidden) to outputs (..., out).
     """
-    pre, areas = [], []
-    for sign in neighbour_signs(local_ensemble):
-        c = coord if sign is None else coord + jnp.stack([lat.shift[sign[0], 0], lat.shift[sign[1], 1]])
-        index = nearest_index(jnp.clip(c, np.float32(-CLAMP), np.float32(CLAMP)), lat.half)
-        rel = (coord - centre(lat.first, lat.step, index.astype(jnp.float32))) * lat.size
-        p = gather_rows(grid, index - lat.origin) + rel[..., :1] * w_coord[0] + rel[..., 1:] * w_coord[1] + b0
-        if w_cell is not None:
-            rel_cell = cell * lat.size
-            p = p + rel_cell[..., :1] * w_cell[0] + rel_cell[..., 1:] * w_cell[1]
-        pre.append(p)
-        areas.append(jnp.abs(rel[..., 0] * rel[..., 1]) + AREA_EPS)
-    preds = mlp_rest(jnp.stack(pre))  # (n_neighbours, B, Q, out): one stream of rows through the MLP
-    areas = jnp.stack(areas)
-    # Each neighbour is weighted by the area opposite to it: reversing (0,1,2,3) swaps 0<->3, 1<->2.
-    weights = (areas[::-1] if local_ensemble else areas) / jnp.sum(areas, axis=0)
-    return jnp.sum(preds * weights[..., None], axis=0)
+    nb = neighbours(coord, cell, lat, local_ensemble, cell_decode=w_terms.shape[0] == 4)
+    preds = mlp_rest(first_layer(gather_rows(grid, nb.index), nb.terms, w_terms, b0))  # (n, B, Q, out): one stream of rows through the MLP
+    return jnp.sum(preds * nb.weights[..., None], axis=0)
+
+
+def query_fused(
+    grid: jax.Array,
+    coord: jax.Array,
+    cell: jax.Array,
+    lat: Lattice,
+    w_terms: jax.Array,
+    b0: jax.Array,
+    layers,
+    local_ensemble: bool,
+    n_valid: jax.Array | None = None,
+    compute_dtype: Dtype = None,
+) -> jax.Array:
+    """`query` by `fused_query.ensemble_mlp`: `layers` are the MLP's (kernel, bias) after the
+    first. `n_valid`: only the first n_valid queries of each image are computed (the rest of the
+    output is undefined)."""
+    nb = neighbours(coord, cell, lat, local_ensemble, cell_decode=w_terms.shape[0] == 4)
+    n, b, q = nb.weights.shape
+    # Query-major (Q, B) order, so that the first n_valid queries of every image come first.
+    index = flat_rows(grid, nb.index).transpose(0, 2, 1).reshape(n, q * b)
+    terms = nb.terms.transpose(0, 3, 2, 1).reshape(n, -1, q * b)
+    weights = nb.weights.transpose(0, 2, 1).reshape(n, q * b)
+    out = fused_query.ensemble_mlp(grid.reshape(-1, grid.shape[-1]), index, terms, weights, w_terms, b0, layers,
+                                   None if n_valid is None else n_valid * b, compute_dtype)
+    return out.reshape(-1, q, b).transpose(2, 1, 0)

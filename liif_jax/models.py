@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax import liif, lte
+from liif_jax import fused_query, liif, lte
 from liif_jax.coords import centre
 from liif_jax.encoders import make_encoder
 from liif_jax.layers import Dtype, conv, dense
@@ -85,7 +85,7 @@ class LIIF(EncodeQuery):
 
     def latents(self, params: Params, feat: jax.Array) -> jax.Array:
         """Latent grid: the first MLP layer's feature term at every latent (B, h, w, hidden)."""
-        w_feat, _, _ = liif.first_layer_split(
+        w_feat, _ = liif.first_layer_split(
             params["imnet"]["layers_0"]["kernel"], feat.shape[-1], self.feat_unfold
         )
         return liif.latent_grid(w_feat, feat, self.dtype)
@@ -98,14 +98,31 @@ class LIIF(EncodeQuery):
         overrides the MLP's compute dtype (bf16 rendering).
         """
         first = params["imnet"]["layers_0"]
-        n_feat_in = first["kernel"].shape[0] - (4 if self.cell_decode else 2)
-        w_coord = first["kernel"][n_feat_in : n_feat_in + 2]
-        w_cell = first["kernel"][n_feat_in + 2 :] if self.cell_decode else None
         imnet = self.imnet if mlp_dtype is None else self.imnet.clone(dtype=mlp_dtype)
         mlp_rest = functools.partial(imnet.apply, {"params": params["imnet"]}, first_layer_done=True)
         lat = liif.lattice(grid.shape[1:3]) if lattice is None else lattice
-        out = liif.query(grid, coord, cell, lat, w_coord, w_cell, first["bias"], mlp_rest, self.local_ensemble)
+        out = liif.query(grid, coord, cell, lat, self._w_terms(params), first["bias"], mlp_rest, self.local_ensemble)
         return out.astype(jnp.float32)
+
+    def query_fused(self, params: Params, grid: jax.Array, coord: jax.Array, cell: jax.Array,
+                    lattice: liif.Lattice | None = None, mlp_dtype: Dtype = None,
+                    n_valid: jax.Array | None = None) -> jax.Array:
+        """`query` by the fused kernel (`liif_jax.fused_query`; `fused_supported`). `n_valid`: only
+        the first n_valid queries of each image are computed, the rest of the output is undefined."""
+        mlp = params["imnet"]
+        layers = [(mlp[f"layers_{2 * i}"]["kernel"], mlp[f"layers_{2 * i}"]["bias"]) for i in range(1, len(self.imnet.hidden_list) + 1)]
+        lat = liif.lattice(grid.shape[1:3]) if lattice is None else lattice
+        return liif.query_fused(grid, coord, cell, lat, self._w_terms(params), mlp["layers_0"]["bias"], layers,
+                                self.local_ensemble, n_valid, mlp_dtype or self.dtype)
+
+    @property
+    def fused_supported(self) -> bool:
+        """Whether `query_fused` runs this MLP (hidden widths multiples of 16)."""
+        return fused_query.supports(self.imnet.hidden_list, len(liif.neighbour_signs(self.local_ensemble)))
+
+    def _w_terms(self, params: Params) -> jax.Array:
+        """The first MLP kernel's rows for the relative coordinate and cell (`liif.query`)."""
+        return liif.first_layer_split(params["imnet"]["layers_0"]["kernel"], self.encoder.out_dim, self.feat_unfold)[1]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument

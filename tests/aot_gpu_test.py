@@ -54,11 +54,18 @@ def test_the_div2k_training_step_fits_an_h100(h100):
 
 
 def test_a_4k_to_8k_render_fits_an_h100(h100):
+    """Tiles by memory (the render's 3 GB budget on this chip), the fused query kernel: each
+    program fits the budget, and the kernel is one opaque call whose FLOPs come from the model."""
     model = build_model(div2k_model_config().model.to_dict())
-    programs = aot.render_programs(model, (2160, 3840), (4320, 7680), h100[0], precision="tensorfloat32")
-    for low, runs in programs.values():
-        report = aot.read(low, "h100")
-        assert report.fits and report.total_bytes < 2e9 and runs >= 1
+    out_hw = (4320, 7680)
+    programs = aot.render_programs(model, (2160, 3840), out_hw, h100[0], precision="tensorfloat32",
+                                   memory_bytes=aot.target("h100").memory_bytes)
+    for name, (low, runs) in programs.items():
+        flops = aot.fused_kernel_flops(model, out_hw) / runs if name == "query_block" else 0.0
+        report = aot.read(low, "h100", opaque_flops=flops)
+        assert report.fits and report.total_bytes < 3e9 and runs >= 1
+    [kernel] = [k for k in report.stats.kernels if k.opaque]
+    assert kernel.flops * runs == pytest.approx(aot.fused_kernel_flops(model, out_hw))
 
 
 def test_a_pallas_triton_kernel_compiles_for_the_gpu(h100):

@@ -30,12 +30,12 @@ def test_dry_run_writes_every_result_into_one_folder(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "OUT": str(out), "SMALL": "1", "PY": sys.executable,
            "CASES": "render_x4_div2k", "WORKERS": "1", "MODEL": str(ckpt), "HR_DIR": str(tmp_path / "hr"),
-           "PREC_SCALES": "2", "BENCH_S": "500", "PROF_S": "500", "PREC_S": "500"}  # a busy CPU compiles slowly
+           "PREC_SCALES": "2", "BENCH_S": "500", "PROF_S": "500", "FUSED_S": "500", "PREC_S": "500"}  # a busy CPU compiles slowly
     proc = subprocess.run(["bash", str(REPO / "experiments" / "gpu_check.sh")], env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = (out / "summary.txt").read_text()
-    for step in ("benchmark", "profile", "precision"):
+    for step in ("benchmark", "profile", "fused", "precision"):
         assert f"{step} rc=0" in summary, summary + (out / f"{step}.log").read_text()[-3000:]
     assert "compare_official skipped: no OFFICIAL" in summary
     assert "aot_compare skipped: no GPU benchmark" in summary  # a CPU run has nothing to estimate for a GPU
@@ -44,9 +44,11 @@ def test_dry_run_writes_every_result_into_one_folder(tmp_path):
     assert bench["isolated"] and case["compiles_in_measuring_process"] == 0  # programs came from the cache
     assert case["host_peak_rss_bytes"] > 0 and case["host_peak_rss_bytes_with_compile"] > 0
     profile = json.loads((out / "profile_cpu.json").read_text())
-    assert set(profile["programs"]) == {"train_step", "render_encode_tile", "render_query_block"}
+    assert set(profile["programs"]) == {"train_step", "render_xla", "render_pallas"}
     assert all(p["top"] and p["total_ms_per_call"] > 0 for p in profile["programs"].values())
     assert (out / "precision_cpu.md").exists() and (out / "env.txt").exists()
+    fused = json.loads((out / "fused_check_cpu.json").read_text())
+    assert fused["agreement"]["float32-highest"]["max_abs"] < 1e-5 and fused["speed"]["pallas"]["render_ms"] > 0
 
 
 def test_op_table_reads_device_op_lines_of_a_trace():

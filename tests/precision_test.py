@@ -40,9 +40,12 @@ def test_precision_report_compares_every_setting_with_float32(tmp_path):
     out = json.loads((tmp_path / "out" / "precision_cpu.json").read_text())
     assert out["n_images"] == 2 and out["device"] == "cpu" and "experiments/precision.py" in out["command"]
     rows = {(r["setting"], r["scale"]): r for r in out["rows"]}
-    assert set(rows) == {(s, k) for s in ("float32-highest", "float32-tf32", "bfloat16") for k in (2.0, 3.0)}
+    settings = ("float32-highest", "float32-highest-fused", "float32-tf32", "bfloat16")
+    assert set(rows) == {(s, k) for s in settings for k in (2.0, 3.0)}
+    assert out["decoder"] == "xla"  # a CPU's default: the fused setting is the reference's decoder here
     for k in (2.0, 3.0):
         assert rows[("float32-highest", k)]["max_abs_delta_db"] == 0
+        assert rows[("float32-highest-fused", k)]["max_abs_delta_db"] == 0
         ref, bf16 = rows[("float32-highest", k)], rows[("bfloat16", k)]
         assert bf16["psnr"] == pytest.approx(ref["psnr"] + bf16["mean_delta_db"], abs=1e-9)
     assert 0 < out["max_abs_delta_db"]["bfloat16"] < 1  # bf16 really ran, and changes PSNR only a little

@@ -109,3 +109,23 @@ def test_compiled_render_memory_does_not_depend_on_the_image_size():
         sizes.append([(m.temp_size_in_bytes, m.argument_size_in_bytes, m.output_size_in_bytes) for m in stats])
     assert sizes[0] == sizes[1]
     assert render.plan(model, (4096, 4096), (8192, 8192), 64).n_tiles == 64 * 64
+
+
+def test_the_default_tile_is_the_whole_image_when_it_fits():
+    model, params = tiny()
+    inp = np.random.default_rng(5).uniform(-1, 1, (1, 37, 45, 3)).astype(np.float32)
+    assert render.choose_tile(model, params, (37, 45), (60, 70)) == 0
+    np.testing.assert_array_equal(render.render(model, params, inp, (60, 70)),
+                                  render.render(model, params, inp, (60, 70), tile=0))
+
+
+def test_the_tile_by_memory_is_the_largest_that_fits_the_budget_whatever_the_image_size():
+    """Compiled, not run: a 4096 x 4096 input (x2) on a budget of the host images + 40 MB."""
+    model, _ = tiny()
+    params = jax.eval_shape(lambda: model.init(jax.random.key(0), 8))
+    in_hw, out_hw = (4096, 4096), (8192, 8192)
+    budget = 4 * 3 * (4096**2 + 8192**2) + 40 * 2**20
+    tile = render.choose_tile(model, params, in_hw, out_hw, batch_queries=4096, budget=budget)
+    assert 0 < tile < 4096
+    assert render.footprint(model, params, in_hw, out_hw, tile, batch_queries=4096) <= budget
+    assert render.footprint(model, params, in_hw, out_hw, tile + 64, batch_queries=4096) > budget
