@@ -127,7 +127,7 @@ def resolve_decoder(model: Model, decoder: str | None, platform: str | None = No
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
     if decoder == "pallas" and not fused_supported(model):
         raise ValueError("decoder 'pallas': the fused kernel runs LIIF models whose hidden widths are multiples of 16 "
-                         "(not MetaSR or the fixed-scale baselines); use decoder 'xla'")
+                         "(not LTE, MetaSR or the fixed-scale baselines); use decoder 'xla'")
     return decoder
 
 

@@ -286,3 +286,25 @@ def test_tiled_lte_rendering_is_the_whole_images(out_hw):
     full = model.apply(params, jnp.asarray(inp), make_coord(out_hw)[None], make_cell(out_hw, q)[None])
     np.testing.assert_allclose(render.render(model, params, inp, out_hw, batch_queries=512, tile=8)[0],
                                np.asarray(full).reshape(*out_hw, 3), atol=ATOL, rtol=0)  # jitted vs eager: 8e-6
+
+
+def test_lte_queries_take_the_xla_path_and_swinir_liif_the_fused_kernel():
+    """The fused query kernel computes LIIF's decoder (a gathered latent row plus per-query
+    coordinate and cell terms); LTE's first layer takes coefficient x Fourier basis, which it does
+    not, so LTE stays on the XLA path on every device and refuses the kernel by name. SwinIR-LIIF
+    takes the kernel on GPUs, and it renders the XLA path's pixels on SwinIR's padded map, with and
+    without the cell clamp (Pallas interpret mode on a CPU)."""
+    from liif_jax import render
+
+    for name in ("edsr_baseline_lte", "swinir_lte_w4"):
+        model = load(name)[0]
+        assert render.resolve_decoder(model, None, "gpu") == "xla"
+        with pytest.raises(ValueError, match="not LTE"):
+            render.resolve_decoder(model, "pallas", "gpu")
+    model, params, _ = load("swinir_liif")
+    assert render.resolve_decoder(model, None, "gpu") == "pallas"
+    inp = np.random.default_rng(0).uniform(-1, 1, (1, 21, 27, 3)).astype(np.float32)  # padded to 24 x 32
+    for cell_factor in (1.0, 1.5):
+        xla, fused = (render.render(model, params, inp, (50, 61), 256, tile=0, decoder=d, cell_factor=cell_factor)
+                      for d in ("xla", "pallas"))
+        np.testing.assert_allclose(fused, xla, atol=1e-5, rtol=0)
