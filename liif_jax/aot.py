@@ -112,8 +112,8 @@ def devices(name: str | Target, gpu_config: str | os.PathLike | None = None) -> 
         if importlib.util.find_spec("libtpu") is None:
             raise _missing(t, "libtpu")
         _libtpu_env()
-        return list(topologies.get_topology_desc(topology_name=t.topology, platform="tpu",
-                                                 chips_per_host_bounds=t.chips_per_host).devices)
+        return _remember(t, topologies.get_topology_desc(topology_name=t.topology, platform="tpu",
+                                                         chips_per_host_bounds=t.chips_per_host).devices)
     try:
         import jax_plugins.xla_cuda12  # noqa: F401  (the plugin registers the "cuda" platform)
     except ImportError:
@@ -122,8 +122,23 @@ def devices(name: str | Target, gpu_config: str | os.PathLike | None = None) -> 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: GPU target description (GpuTargetConfigProto text) not found; "
                                 f"pass gpu_config= (liif_jax ships {t.config_file} in experiments/targets/)")
-    return list(topologies.get_topology_desc(topology_name="", platform="cuda", target_config=path.read_text(),
-                                             topology=t.topology).devices)
+    return _remember(t, topologies.get_topology_desc(topology_name="", platform="cuda", target_config=path.read_text(),
+                                                     topology=t.topology).devices)
+
+
+_CHIP_MEMORY: dict[str, int] = {}  # device kind -> memory per chip, of the targets `devices` made
+
+
+def _remember(t: Target, devs) -> list[jax.Device]:
+    _CHIP_MEMORY[devs[0].device_kind] = t.memory_bytes
+    return list(devs)
+
+
+def chip_memory(device: jax.Device) -> int:
+    """Memory of a compile-only device made by `devices` (its target's), for choosing a render's tile."""
+    if device.device_kind not in _CHIP_MEMORY:
+        raise ValueError(f"{device.device_kind}: not a device of liif_jax.aot.devices; give memory_bytes")
+    return _CHIP_MEMORY[device.device_kind]
 
 
 def mesh(devs: list[jax.Device]) -> Mesh:
@@ -190,12 +205,13 @@ def train_step(config: ml_collections.ConfigDict, devs: list[jax.Device], inp_hw
 def render_tile(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int], device: jax.Device,
                 precision: str | None = None, memory_bytes: int | None = None, **kwargs) -> int:
     """The tile a render picks by memory (`render.choose_tile`) on a chip of `memory_bytes`
-    (`memory.render_budget`). kwargs: `batch_queries`, `batch`, `unit_range`, `mlp_dtype`,
-    `decoder` as `render.programs`."""
+    (`memory.render_budget`; default: the device's target's, `chip_memory`). kwargs:
+    `batch_queries`, `batch`, `unit_range`, `mlp_dtype`, `decoder` as `render.programs`."""
     params = _with_sharding(jax.eval_shape(lambda: model.init(jax.random.key(0))), jax.sharding.SingleDeviceSharding(device))
     kwargs.setdefault("batch_queries", render.DEFAULT_BATCH_QUERIES)  # an accelerator's default
     with lowering([device], precision):
-        return render.choose_tile(model, params, in_hw, out_hw, **kwargs, budget=render_budget(device, memory_bytes))
+        return render.choose_tile(model, params, in_hw, out_hw, **kwargs,
+                                  budget=render_budget(device, memory_bytes or chip_memory(device)))
 
 
 def render_programs(model: Model, in_hw: tuple[int, int], out_hw: tuple[int, int], device: jax.Device,

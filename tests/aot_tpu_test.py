@@ -125,6 +125,14 @@ def test_the_notebooks_programs_fit_one_v5e_chip(v5e1):
         assert_fits(aot.read(low, "v5e-1"), "v5e-1")
 
 
+def test_render_programs_pick_their_tile_with_the_targets_memory(v5e1):
+    """As the README's API example: no memory given, the compile-only chip's is its target's."""
+    assert aot.chip_memory(v5e1[0]) == aot.target("v5e-1").memory_bytes
+    model = build_model(config("quickstart").model.to_dict())
+    programs = aot.render_programs(model, (20, 30), (80, 120), v5e1[0], precision="default")
+    assert {k: runs for k, (_, runs) in programs.items()} == {"encode_tile": 1, "query_block": 1}
+
+
 def test_a_4k_to_8k_render_fits_one_v5e_chip(v5e1):
     """2160x3840 -> 4320x7680 with EDSR-baseline-LIIF, the tile chosen by memory (the render's
     3 GB budget), 30000 queries per step: two programs, each inside the budget, run once per tile
