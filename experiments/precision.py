@@ -1,7 +1,7 @@
 """PSNR effect of faster arithmetic: float32 at highest precision vs TF32 vs bfloat16.
 
     python experiments/precision.py --model experiments/pretrained/edsr-baseline-liif \
-        --hr-dir ../shared/data/mate-nature --split-file experiments/configs/splits/mate-nature.json \
+        --hr-dir PATH/TO/mate-nature --split-file experiments/configs/splits/mate-nature.json \
         --split-key test [--scale 2,3,4,6,12,18,24,30] [--protocol div2k] [--out experiments/results]
 
 Evaluates one trained model on one image set (`liif_jax.evaluate.evaluate`, the official test

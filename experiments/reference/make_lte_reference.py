@@ -56,6 +56,7 @@ import numpy as np
 from PIL import Image
 
 from lte_official import files_digest, import_lte
+from make_reference import ADAM_STEP, adam_step
 
 
 def swinir(**args) -> dict:
@@ -209,23 +210,8 @@ def train_step(models, utils, name, seed, in_hw):
     torch.manual_seed(seed)
     model = models.make(spec).train()
     inp = torch.rand(2, 3, *in_hw) * 2 - 1
-    coord = torch.rand(2, 64, 2) * 2 - 1
-    cell = torch.tensor([2 / 31, 2 / 27]).expand(2, 64, 2).contiguous()
-    gt = torch.rand(2, 64, 3) * 2 - 1
-    optimizer = utils.make_optimizer(model.parameters(), {"name": "adam", "args": {"lr": 1e-4}})
-    arrays = state_arrays(model)
-    loss = torch.nn.L1Loss()(model(inp, coord, cell), gt)
-    optimizer.zero_grad()
-    loss.backward()
-    arrays.update({f"grad/{k}": p.grad.numpy().copy() for k, p in model.named_parameters() if p.grad is not None})
-    optimizer.step()
-    arrays.update(state_arrays(model, "after/"))
-    with torch.no_grad():
-        loss_after = torch.nn.L1Loss()(model(inp, coord, cell), gt)
-    arrays.update(inp=inp.numpy(), coord=coord.numpy(), cell=cell.numpy(), gt=gt.numpy(),
-                  loss=loss.detach().numpy(), loss_after=loss_after.numpy())
-    entry = {"name": f"train_step_{name}", "model_spec": spec, "seed": seed, "in_hw": list(in_hw),
-             "optimizer": "Adam lr=1e-4 (torch defaults betas=(0.9,0.999), eps=1e-8)", "loss": "L1 mean over all elements"}
+    arrays = adam_step(model, inp, utils, state_arrays)
+    entry = {"name": f"train_step_{name}", "model_spec": spec, "seed": seed, "in_hw": list(in_hw), **ADAM_STEP}
     return arrays, entry
 
 

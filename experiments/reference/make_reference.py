@@ -169,6 +169,34 @@ def forward(models, name, spec, seed, in_hw, n_queries, cell_hw):
     return arrays, entry, model
 
 
+ADAM_STEP = {"optimizer": "Adam lr=1e-4 (torch defaults betas=(0.9,0.999), eps=1e-8)",
+             "loss": "L1 mean over all elements"}
+
+
+def adam_step(model, inp, utils, state) -> dict[str, np.ndarray]:
+    """One official training step of `model` on `inp` and 64 queries drawn next from torch's RNG
+    (batch 2, `gt` in [-1, 1]): `state(model, prefix)` before and after, the L1 gradients, both
+    losses and the inputs. LTE's reference (make_lte_reference.py) takes the same step."""
+    import torch
+
+    coord = torch.rand(2, 64, 2) * 2 - 1
+    cell = torch.tensor([2 / 31, 2 / 27]).expand(2, 64, 2).contiguous()
+    gt = torch.rand(2, 64, 3) * 2 - 1
+    optimizer = utils.make_optimizer(model.parameters(), {"name": "adam", "args": {"lr": 1e-4}})
+    arrays = state(model, "param/")
+    loss = torch.nn.L1Loss()(model(inp, coord, cell), gt)
+    optimizer.zero_grad()
+    loss.backward()
+    arrays.update({f"grad/{k}": p.grad.numpy().copy() for k, p in model.named_parameters() if p.grad is not None})
+    optimizer.step()
+    arrays.update(state(model, "after/"))
+    with torch.no_grad():
+        loss_after = torch.nn.L1Loss()(model(inp, coord, cell), gt)
+    arrays.update(inp=inp.numpy(), coord=coord.numpy(), cell=cell.numpy(), gt=gt.numpy(),
+                  loss=loss.detach().numpy(), loss_after=loss_after.numpy())
+    return arrays
+
+
 def train_step(models, utils):
     import torch
 
@@ -176,24 +204,8 @@ def train_step(models, utils):
     torch.manual_seed(seed)
     model = models.make(SMALL).train()
     inp = torch.rand(2, 3, 12, 10) * 2 - 1
-    coord = torch.rand(2, 64, 2) * 2 - 1
-    cell = torch.tensor([2 / 31, 2 / 27]).expand(2, 64, 2).contiguous()
-    gt = torch.rand(2, 64, 3) * 2 - 1
-    optimizer = utils.make_optimizer(model.parameters(), {"name": "adam", "args": {"lr": 1e-4}})
-    arrays = params(model)
-    loss = torch.nn.L1Loss()(model(inp, coord, cell), gt)
-    optimizer.zero_grad()
-    loss.backward()
-    arrays.update({f"grad/{k}": p.grad.numpy().copy() for k, p in model.named_parameters() if p.grad is not None})
-    optimizer.step()
-    arrays.update(params(model, "after/"))
-    with torch.no_grad():
-        loss_after = torch.nn.L1Loss()(model(inp, coord, cell), gt)
-    arrays.update(inp=inp.numpy(), coord=coord.numpy(), cell=cell.numpy(), gt=gt.numpy(),
-                  loss=loss.detach().numpy(), loss_after=loss_after.numpy())
-    entry = {"name": "train_step_edsr_baseline_liif", "model_spec": SMALL, "seed": seed,
-             "optimizer": "Adam lr=1e-4 (torch defaults betas=(0.9,0.999), eps=1e-8)",
-             "loss": "L1 mean over all elements"}
+    arrays = adam_step(model, inp, utils, params)
+    entry = {"name": "train_step_edsr_baseline_liif", "model_spec": SMALL, "seed": seed, **ADAM_STEP}
     return arrays, entry
 
 
