@@ -7,14 +7,9 @@
 set -euo pipefail
 out=${1:?usage: multihost_cpu.sh OUT_DIR}
 mkdir -p "$out"
-flags=(--config experiments/configs/quickstart.py
-  --config.model.args.encoder_spec.args.n_resblocks=1 --config.model.args.encoder_spec.args.n_feats=8
-  "--config.model.args.imnet_spec.args.hidden_list=(16,)"
-  --config.data.train.batch_size=8 --config.data.val.batch_size=8
-  --config.data.train.wrapper.args.inp_size=16 --config.data.train.wrapper.args.sample_q=64
-  --config.data.val.wrapper.args.inp_size=16 --config.data.val.wrapper.args.sample_q=64
-  --config.log_every_steps=1 --config.checkpoint_every_steps=5 --config.eval_every_steps=10
-  "--config.final_eval.scales=()")
+source experiments/tiny_quickstart.sh
+flags=("${tiny_quickstart[@]}"
+  --config.log_every_steps=1 --config.checkpoint_every_steps=5 --config.eval_every_steps=10)
 train() {  # DEVICES LOG ARGS...
   local n=$1 log=$2; shift 2
   XLA_FLAGS=--xla_force_host_platform_device_count=$n JAX_PLATFORMS=cpu \

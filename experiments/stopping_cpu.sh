@@ -10,14 +10,10 @@ set -euo pipefail
 set -m  # job control: every run in its own process group, and SIGINT not ignored in background jobs
 out=${1:?usage: stopping_cpu.sh OUT_DIR}
 mkdir -p "$out"
-flags=(--config experiments/configs/quickstart.py
-  --config.model.args.encoder_spec.args.n_resblocks=1 --config.model.args.encoder_spec.args.n_feats=8
-  "--config.model.args.imnet_spec.args.hidden_list=(16,)"
-  --config.data.train.batch_size=8 --config.data.val.batch_size=8
-  --config.data.train.wrapper.args.inp_size=16 --config.data.train.wrapper.args.sample_q=64
-  --config.data.val.wrapper.args.inp_size=16 --config.data.val.wrapper.args.sample_q=64
+source experiments/tiny_quickstart.sh
+flags=("${tiny_quickstart[@]}"
   --config.log_every_steps=1 --config.checkpoint_every_steps=3 --config.eval_every_steps=1000
-  "--config.final_eval.scales=()" --config.num_steps=100000 --config.num_workers=1)
+  --config.num_steps=100000 --config.num_workers=1)
 port() { python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
 stop_case() {  # NAME SIGNAL PROCESSES (SIGNAL INT: to the process group, as Ctrl-C; TERM or TERM2: to the process)
   local run="$out/$1" p; p=$(port)
