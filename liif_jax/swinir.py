@@ -88,7 +88,6 @@ def block_window(img_size: int, window: int, shift: int) -> tuple[int, int]:
 
 
 class WindowAttention(nn.Module):
-    dim: int
     window: int
     num_heads: int
     dtype: Dtype = None
@@ -158,7 +157,7 @@ class SwinBlock(nn.Module):
         if shift:
             y = jnp.roll(y, (-shift, -shift), axis=(1, 2))
         mask = attention_mask((h, w), window, shift) if shift else None
-        y = WindowAttention(c, window, self.num_heads, self.dtype, name="attn")(window_partition(y, window), mask)
+        y = WindowAttention(window, self.num_heads, self.dtype, name="attn")(window_partition(y, window), mask)
         y = window_reverse(y, window, h, w)
         if shift:
             y = jnp.roll(y, (shift, shift), axis=(1, 2))
