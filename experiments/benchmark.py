@@ -50,17 +50,20 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from liif_jax import pipeline, render, sources, train_lib, wrappers
-from liif_jax.configs import base_config, liif_spec, lte_spec
+from liif_jax.configs.common import base_config, liif_spec, lte_spec
+from liif_jax.data import pipeline, sources, wrappers
+from liif_jax.evaluation.report import device_slug
 from liif_jax.models import LIIF, build_model
-from liif_jax.report import device_slug
+from liif_jax.render import render
+from liif_jax.training import trainer
 
 Result = dict[str, Any]
 
@@ -78,8 +81,12 @@ CASES = {
     "render_x4_swinir_lte_div2k": ("render", "swinir-lte"),
 }
 DTYPES = ("float32", "bfloat16")
-MODEL_NAMES = {"edsr-baseline": "EDSR-baseline-LIIF", "rdn": "RDN-LIIF", "edsr-baseline-lte": "EDSR-baseline-LTE",
-               "swinir-lte": "SwinIR-LTE"}
+MODEL_NAMES = {
+    "edsr-baseline": "EDSR-baseline-LIIF",
+    "rdn": "RDN-LIIF",
+    "edsr-baseline-lte": "EDSR-baseline-LTE",
+    "swinir-lte": "SwinIR-LTE",
+}
 # Elements of the official DIV2K training source: 800 images x repeat 20. grain's index_shuffle
 # costs ~2.7 ms per element on a 16-element source but ~10 us on 16000, so the length matters.
 SOURCE_LEN = 16000
@@ -95,7 +102,9 @@ _NUM_WORKERS = flags.DEFINE_integer(
 )
 _BATCH = flags.DEFINE_integer("batch", None, "training batch size (default 16 full, 4 small)", lower_bound=1)
 _BATCH_QUERIES = flags.DEFINE_integer(
-    "batch_queries", None, "queries per render chunk (default 30000 full, the official demo's; 1024 small)",
+    "batch_queries",
+    None,
+    "queries per render chunk (default 30000 full, the official demo's; 1024 small)",
     lower_bound=1,
 )
 _CASES = flags.DEFINE_list("cases", list(CASES), f"cases to run, of: {', '.join(CASES)}")
@@ -103,13 +112,22 @@ _ISOLATE = flags.DEFINE_bool(
     "isolate", None, "run every case in a fresh process, so peak memory is per case (default: on for full)"
 )
 _TILE = flags.DEFINE_integer(
-    "tile", None, "input pixels per render tile side (0: whole images; default: `render.choose_tile`, by memory)",
+    "tile",
+    None,
+    "input pixels per render tile side (0: whole images; default: `render.choose_tile`, by memory)",
     lower_bound=0,
 )
-_DECODER = flags.DEFINE_enum("decoder", None, list(render.DECODERS),
-                             "render decoder (default: `render.resolve_decoder`: pallas on GPUs, xla elsewhere)")
+_DECODER = flags.DEFINE_enum(
+    "decoder",
+    None,
+    list(render.DECODERS),
+    "render decoder (default: `render.resolve_decoder`: pallas on GPUs, xla elsewhere)",
+)
 _RENDER_MLP = flags.DEFINE_enum(
-    "render_mlp_dtype", "float32", ["float32", "bfloat16"], "dtype of the MLP when rendering (`render.upscale(mlp_dtype=)`)"
+    "render_mlp_dtype",
+    "float32",
+    ["float32", "bfloat16"],
+    "dtype of the MLP when rendering (`render.upscale(mlp_dtype=)`)",
 )
 _RUN_ONE = flags.DEFINE_string("run_one", None, "internal: run one CASE:DTYPE in this process")
 _COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "internal: --run_one stops after the first (compiling) call")
@@ -162,8 +180,12 @@ FULL = Sizes(
         "render_x4_lte_div2k": ((339, 510), (1356, 2040)),
         "render_x4_swinir_lte_div2k": ((339, 510), (1356, 2040)),
     },
-    models={"edsr-baseline": liif_spec("edsr-baseline"), "rdn": liif_spec("rdn"),
-            "edsr-baseline-lte": lte_spec("edsr-baseline"), "swinir-lte": lte_spec("swinir")},
+    models={
+        "edsr-baseline": liif_spec("edsr-baseline"),
+        "rdn": liif_spec("rdn"),
+        "edsr-baseline-lte": lte_spec("edsr-baseline"),
+        "swinir-lte": lte_spec("swinir"),
+    },
 )
 
 SMALL = Sizes(
@@ -191,16 +213,22 @@ SMALL = Sizes(
         "edsr-baseline": liif_spec("edsr-baseline", {"n_resblocks": 2, "n_feats": 16}, hidden_list=(32, 32)),
         "rdn": liif_spec("rdn", {"G0": 8, "RDNconfig": "A"}, hidden_list=(32, 32)),
         "edsr-baseline-lte": lte_spec("edsr-baseline", {"n_resblocks": 2, "n_feats": 16}, 32, (32, 32)),
-        "swinir-lte": lte_spec("swinir", {"embed_dim": 12, "depths": [2], "num_heads": [2], "window_size": 4}, 32, (32, 32)),
+        "swinir-lte": lte_spec(
+            "swinir", {"embed_dim": 12, "depths": [2], "num_heads": [2], "window_size": 4}, 32, (32, 32)
+        ),
     },
 )
 
 
 def sizes_from_flags() -> Sizes:
     base = FULL if _SIZE.value == "full" else SMALL
-    overrides = {"steps": _STEPS.value, "num_workers": _NUM_WORKERS.value, "batch_queries": _BATCH_QUERIES.value,
-                 "batch": _BATCH.value,
-                 "tile": _TILE.value if _TILE.present else None}
+    overrides = {
+        "steps": _STEPS.value,
+        "num_workers": _NUM_WORKERS.value,
+        "batch_queries": _BATCH_QUERIES.value,
+        "batch": _BATCH.value,
+        "tile": _TILE.value if _TILE.present else None,
+    }
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -321,12 +349,14 @@ class Pipeline:
         rng = np.random.default_rng(0)
         n = self.sizes.batch
         items = [self.transform.random_map(self.source[i % len(self.source)], rng) for i in range(n)]
-        return {k: np.stack([x[k] for x in items]) for k in train_lib.MODEL_KEYS}
+        return {k: np.stack([x[k] for x in items]) for k in trainer.MODEL_KEYS}
 
     def iterator(self) -> pipeline.TrainIterator:
         if self._it is None:
             s = self.sizes
-            self._it = pipeline.make_train_dataset(self.source, self.transform, s.batch, seed=0, num_workers=s.num_workers)
+            self._it = pipeline.make_train_dataset(
+                self.source, self.transform, s.batch, seed=0, num_workers=s.num_workers
+            )
             self.stats = self._measure(self._it)
         return self._it
 
@@ -350,7 +380,7 @@ class Pipeline:
             self._it.close()
 
 
-def run_steps(train: Callable, state: train_lib.TrainState, next_batch: Callable[[], Any], n: int):
+def run_steps(train: Callable, state: trainer.TrainState, next_batch: Callable[[], Any], n: int):
     """n training steps; returns (state, last loss, seconds until both are ready)."""
     t = time.perf_counter()
     loss = None
@@ -372,12 +402,12 @@ class Session:
 
 def train_case(model: LIIF, session: Session) -> Result:
     sizes, monitor, pipeline = session.sizes, session.monitor, session.pipeline
-    tx = train_lib.make_optimizer(base_config(model.spec, {}, None), steps_per_epoch=1000)
-    steps = train_lib.compile_steps(model, tx, train_lib.make_mesh())
+    tx = trainer.make_optimizer(base_config(model.spec, {}, None), steps_per_epoch=1000)
+    steps = trainer.compile_steps(model, tx, trainer.make_mesh())
     params = random_params(model, sizes.inp_size)
-    make_state = lambda p: train_lib.TrainState.create(model, tx, p)
+    make_state = lambda p: trainer.TrainState.create(model, tx, p)
     state = jax.jit(make_state, out_shardings=steps.replicated)(params)  # as train_lib does
-    device_batch = train_lib.to_global(pipeline.one_batch(), steps.batch)
+    device_batch = trainer.to_global(pipeline.one_batch(), steps.batch)
 
     compile_mark = monitor.mark()
     state, _, first = run_steps(steps.train, state, lambda: device_batch, 1)
@@ -388,7 +418,7 @@ def train_case(model: LIIF, session: Session) -> Result:
     state, _, model_secs = run_steps(steps.train, state, lambda: device_batch, sizes.steps)
 
     it = pipeline.iterator()
-    from_pipeline = lambda: train_lib.to_global(next(it), steps.batch)
+    from_pipeline = lambda: trainer.to_global(next(it), steps.batch)
     state, _, _ = run_steps(steps.train, state, from_pipeline, sizes.warmup)
     state, loss, e2e_secs = run_steps(steps.train, state, from_pipeline, sizes.steps)
     return {
@@ -466,10 +496,15 @@ def device_info() -> Result:
 
 def run_case(case: str, dtype: str, session: Session) -> Result:
     kind, model_key = CASES[case]
-    model = build_model(session.sizes.models[model_key], train_lib.compute_dtype(dtype))
+    model = build_model(session.sizes.models[model_key], trainer.compute_dtype(dtype))
     with precision(dtype):
         result = train_case(model, session) if kind == "train" else render_case(case, model, session)
-    return {"model": MODEL_NAMES[model_key], **result, "peak_bytes": peak_bytes(), "host_peak_rss_bytes": host_peak_rss_bytes()}
+    return {
+        "model": MODEL_NAMES[model_key],
+        **result,
+        "peak_bytes": peak_bytes(),
+        "host_peak_rss_bytes": host_peak_rss_bytes(),
+    }
 
 
 def run_here(case: str, dtype: str, session: Session) -> Result:
@@ -485,26 +520,40 @@ def run_isolated(case: str, dtype: str) -> tuple[Result, Result | None]:
     """One case in fresh processes (same flags): one compiles into a persistent compilation cache,
     the next loads from it and measures. (result, device info of the measuring process)."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": os.path.join(tmp, "cache"),
-               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+        env = {
+            **os.environ,
+            "JAX_COMPILATION_CACHE_DIR": os.path.join(tmp, "cache"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        }
         compiled, _ = run_child(case, dtype, env, pathlib.Path(tmp) / "compile.json", ["--compile_only"])
         if "error" in compiled:
             return compiled, None
         result, info = run_child(case, dtype, env, pathlib.Path(tmp) / "case.json", [])
     if "error" not in result:
-        result.update({
-            "compile_s": compiled["compile_s"],
-            "first_call_s": compiled["first_call_s"],
-            "compiles_in_measuring_process": result.pop("cache_misses"),
-            "peak_bytes_with_compile": compiled["peak_bytes"],
-            "host_peak_rss_bytes_with_compile": compiled["host_peak_rss_bytes"],
-        })
+        result.update(
+            {
+                "compile_s": compiled["compile_s"],
+                "first_call_s": compiled["first_call_s"],
+                "compiles_in_measuring_process": result.pop("cache_misses"),
+                "peak_bytes_with_compile": compiled["peak_bytes"],
+                "host_peak_rss_bytes_with_compile": compiled["host_peak_rss_bytes"],
+            }
+        )
     return result, info
 
 
-def run_child(case: str, dtype: str, env: dict[str, str], out: pathlib.Path, extra: list[str]) -> tuple[Result, Result | None]:
-    cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], *extra,
-           f"--run_one={case}:{dtype}", f"--run_one_out={out}"]
+def run_child(
+    case: str, dtype: str, env: dict[str, str], out: pathlib.Path, extra: list[str]
+) -> tuple[Result, Result | None]:
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        *sys.argv[1:],
+        *extra,
+        f"--run_one={case}:{dtype}",
+        f"--run_one_out={out}",
+    ]
     rc = subprocess.run(cmd, check=False, env=env).returncode
     if rc or not out.exists():
         return {"error": f"the case's process exited with code {rc}; its output is above"}, None
@@ -524,10 +573,14 @@ def describe(case: str, dtype: str, r: Result) -> str:
     mem = f", peak {r['peak_bytes'] / 1e9:.2f} GB" if r.get("peak_bytes") else ""
     if "end_to_end" in r:
         p, e = r["pipeline"], r["end_to_end"]
-        return (f"{head} compile {r['compile_s']:.1f} s; model only {r['model_only']['ms_per_step']:.2f} ms/step; "
-                f"pipeline {p['samples_per_s']:.0f} samples/s ({workers(p['num_workers'])}); end to end "
-                f"{e['ms_per_step']:.2f} ms/step ({e['steps_per_s']:.1f} steps/s){mem}")
-    return f"{head} compile {r['compile_s']:.1f} s; {r['ms']:.1f} ms per upscale ({r['megapixels_per_s']:.3g} Mpx/s){mem}"
+        return (
+            f"{head} compile {r['compile_s']:.1f} s; model only {r['model_only']['ms_per_step']:.2f} ms/step; "
+            f"pipeline {p['samples_per_s']:.0f} samples/s ({workers(p['num_workers'])}); end to end "
+            f"{e['ms_per_step']:.2f} ms/step ({e['steps_per_s']:.1f} steps/s){mem}"
+        )
+    return (
+        f"{head} compile {r['compile_s']:.1f} s; {r['ms']:.1f} ms per upscale ({r['megapixels_per_s']:.3g} Mpx/s){mem}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,16 +675,20 @@ def comparison(row: Row, results: list[Result | None], comparable: str | None) -
         return comparable, comparable
     mss = [ours_ms(row, r) for r in results]
     speed = " / ".join("-" if ms is None or row.official_ms is None else f"{row.official_ms / ms:.2f}x" for ms in mss)
-    met = " / ".join("-" if ms is None or row.target_ms is None else "yes" if ms <= row.target_ms else "no"
-                     for ms in mss)
+    met = " / ".join(
+        "-" if ms is None or row.target_ms is None else "yes" if ms <= row.target_ms else "no" for ms in mss
+    )
     return speed, met
 
 
 def header(report: Result, sizes: Sizes) -> list[str]:
     """Title, command, provenance and settings of the markdown report."""
-    per_case = ("yes: one process per case compiles into a persistent compilation cache, a fresh one loads the "
-                "programs from it and measures, so the peak is the run's own (the compiling process's peak is apart)"
-                if report["isolated"] else "no (cumulative over the run, compilation included)")
+    per_case = (
+        "yes: one process per case compiles into a persistent compilation cache, a fresh one loads the "
+        "programs from it and measures, so the peak is the run's own (the compiling process's peak is apart)"
+        if report["isolated"]
+        else "no (cumulative over the run, compilation included)"
+    )
     smoke = [
         "**Smoke run**: `--size small` shrinks images, crops, batch, queries, render sizes, steps and model "
         "widths, and compiles without XLA optimisation; these are not performance figures.",
@@ -676,8 +733,11 @@ def markdown(report: Result, sizes: Sizes) -> str:
         if all(r is None for r in results):
             continue
         speed, met = comparison(row, results, comparable)
-        lines.append(f"| {row_label(row, sizes)} | {row.official} | {row.target} | "
-                     + " | ".join(cell(row, r) for r in results) + f" | {speed} | {met} |")
+        lines.append(
+            f"| {row_label(row, sizes)} | {row.official} | {row.target} | "
+            + " | ".join(cell(row, r) for r in results)
+            + f" | {speed} | {met} |"
+        )
     return "\n".join(lines + ["", *details(report)]) + "\n"
 
 
@@ -696,9 +756,11 @@ def details(report: Result) -> list[str]:
             p = r.get("pipeline")
             pipe = f"{p['samples_per_s']:.0f} samples/s, {workers(p['num_workers'])}" if p else "-"
             gb = lambda key: f"{r[key] / 1e9:.2f} GB" if r.get(key) else "n/a"
-            lines.append(f"| {case} | {dtype} | {r['compile_s']:.1f} | {r['first_call_s']:.1f} | "
-                         f"{r['compiles_after_first_call']} | {pipe} | {gb('peak_bytes')} | "
-                         f"{gb('peak_bytes_with_compile')} | {gb('host_peak_rss_bytes')} |")
+            lines.append(
+                f"| {case} | {dtype} | {r['compile_s']:.1f} | {r['first_call_s']:.1f} | "
+                f"{r['compiles_after_first_call']} | {pipe} | {gb('peak_bytes')} | "
+                f"{gb('peak_bytes_with_compile')} | {gb('host_peak_rss_bytes')} |"
+            )
     return lines
 
 
@@ -770,7 +832,7 @@ def build_report(per_dtype: dict[str, dict[str, Result]], info: Result, sizes: S
         "size": sizes.name,
         "smoke_run": sizes.name == "small",  # small runs check the code paths; not performance figures
         "command": shlex.join(["python", "experiments/benchmark.py", *sys.argv[1:]]),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "isolated": isolate,
         "settings": {k: v for k, v in dataclasses.asdict(sizes).items() if k not in ("renders", "models")},

@@ -137,17 +137,22 @@ def run_ours(size: dict, steps: int, dtype_name: str) -> dict:
     import jax.numpy as jnp
     import optax
 
-    from liif_jax import render, train_lib
     from liif_jax.models import build_model
+    from liif_jax.render import render
+    from liif_jax.training import trainer
 
     model = build_model(SPEC, jnp.bfloat16 if dtype_name == "bfloat16" else None)
     data = make_inputs(size)
-    batch = {"inp": jnp.asarray(data["inp"].transpose(0, 2, 3, 1)), "coord": jnp.asarray(data["coord"]),
-             "cell": jnp.asarray(data["cell"]), "gt": jnp.asarray(data["gt"])}
+    batch = {
+        "inp": jnp.asarray(data["inp"].transpose(0, 2, 3, 1)),
+        "coord": jnp.asarray(data["coord"]),
+        "cell": jnp.asarray(data["cell"]),
+        "gt": jnp.asarray(data["gt"]),
+    }
     params = model.init(jax.random.key(0), size["inp"])
     tx = optax.adam(1e-4, b1=0.9, b2=0.999, eps=1e-8)
-    step = jax.jit(lambda s, b: train_lib.train_step(model, tx, s, b), donate_argnums=0)
-    holder = {"state": train_lib.TrainState.create(model, tx, params), "loss": None}
+    step = jax.jit(lambda s, b: trainer.train_step(model, tx, s, b), donate_argnums=0)
+    holder = {"state": trainer.TrainState.create(model, tx, params), "loss": None}
 
     def train_step():
         holder["state"], holder["loss"] = step(holder["state"], batch)
@@ -156,7 +161,9 @@ def run_ours(size: dict, steps: int, dtype_name: str) -> dict:
     out_hw = (size["render_in"][0] * size["render_scale"], size["render_in"][1] * size["render_scale"])
     result = {"train_step": timed(train_step, lambda: jax.block_until_ready(holder["loss"]), steps)}
     params = holder["state"].params  # the initial params were donated to the first step
-    result["render_x4"] = timed(lambda: render.upscale(model, params, img01, out_hw, CHUNK), lambda: None, max(2, steps // 2))
+    result["render_x4"] = timed(
+        lambda: render.upscale(model, params, img01, out_hw, CHUNK), lambda: None, max(2, steps // 2)
+    )
     return result
 
 
@@ -182,7 +189,10 @@ def markdown(out: dict) -> str:
         "| Work | Official PyTorch (defaults) | ours float32 | ours bfloat16 | Speed-up float32 / bfloat16 |",
         "|---|---|---|---|---|",
     ]
-    for key, label in (("train_step", "train step, model only"), ("render_x4", f"render x{s}, {h}x{w} -> {h * s}x{w * s}")):
+    for key, label in (
+        ("train_step", "train step, model only"),
+        ("render_x4", f"render x{s}, {h}x{w} -> {h * s}x{w * s}"),
+    ):
         o, f32, bf16 = out["official"][key]["ms"], out["ours"]["float32"][key]["ms"], out["ours"]["bfloat16"][key]["ms"]
         lines.append(f"| {label} | {o:.1f} ms | {f32:.1f} ms | {bf16:.1f} ms | {o / f32:.2f}x / {o / bf16:.2f}x |")
     return "\n".join(lines) + "\n"
@@ -203,18 +213,29 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_official(args.official, size, args.steps)))
         return 0
 
-    cmd = [args.torch_python, __file__, "--official", str(args.official), "--size", args.size, "--steps",
-           str(args.steps), "--run-official"]
+    cmd = [
+        args.torch_python,
+        __file__,
+        "--official",
+        str(args.official),
+        "--size",
+        args.size,
+        "--steps",
+        str(args.steps),
+        "--run-official",
+    ]
     print("official side ...", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         print(proc.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"the official side failed (exit {proc.returncode}); is PyTorch importable by {args.torch_python}?")
+        raise SystemExit(
+            f"the official side failed (exit {proc.returncode}); is PyTorch importable by {args.torch_python}?"
+        )
     official = json.loads(proc.stdout.strip().splitlines()[-1])
 
     import jax
 
-    from liif_jax.report import device_slug
+    from liif_jax.evaluation.report import device_slug
 
     ours = {}
     for dtype_name in ("float32", "bfloat16"):
@@ -223,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     dev = jax.devices()[0]
     out = {
         "command": shlex.join(["python", "experiments/compare_official.py", *argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": device_slug(dev.platform, dev.device_kind),
         "device_kind": dev.device_kind,
         "jax_version": jax.__version__,

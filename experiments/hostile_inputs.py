@@ -22,13 +22,17 @@ from PIL import Image
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 from pth_hostile_test import Tensor, craft  # noqa: E402
 
-from liif_jax.checkpoints import save_model  # noqa: E402
+from liif_jax.formats.checkpoints import save_model  # noqa: E402
+from liif_jax.formats.pth import save_pth  # noqa: E402
 from liif_jax.models import build_model  # noqa: E402
-from liif_jax.pth import save_pth  # noqa: E402
 
-TINY = {"name": "liif", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"n_resblocks": 1, "n_feats": 4,
-                                                                                   "no_upsampling": True}},
-                                 "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [8]}}}}
+TINY = {
+    "name": "liif",
+    "args": {
+        "encoder_spec": {"name": "edsr-baseline", "args": {"n_resblocks": 1, "n_feats": 4, "no_upsampling": True}},
+        "imnet_spec": {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [8]}},
+    },
+}
 
 
 def bomb(path: pathlib.Path, gib: int) -> pathlib.Path:
@@ -55,17 +59,30 @@ def make_cases(out: pathlib.Path) -> list[tuple[str, list[str]]]:
     Image.new("RGB", (8, 8)).save(out / "disguised.png", "EPS")
     f32 = lambda n: np.zeros(n, np.float32).tobytes()
     pth = {
-        "view over 1 element": craft(out / "oob.pth", {"model": {"w": Tensor(numel=1, size=(4096, 76), stride=(76, 1))}},
-                                     {"0": f32(1)}),
-        "stride 2^40": craft(out / "stride.pth", {"model": {"w": Tensor(numel=4, size=(2,), stride=(2**40,))}},
-                             {"0": f32(4)}),
-        "stride 0, 40000x40000": craft(out / "zero.pth", {"model": {"w": Tensor(numel=1, size=(40000, 40000),
-                                                                                stride=(0, 0))}}, {"0": f32(1)}),
+        "view over 1 element": craft(
+            out / "oob.pth", {"model": {"w": Tensor(numel=1, size=(4096, 76), stride=(76, 1))}}, {"0": f32(1)}
+        ),
+        "stride 2^40": craft(
+            out / "stride.pth", {"model": {"w": Tensor(numel=4, size=(2,), stride=(2**40,))}}, {"0": f32(4)}
+        ),
+        "stride 0, 40000x40000": craft(
+            out / "zero.pth", {"model": {"w": Tensor(numel=1, size=(40000, 40000), stride=(0, 0))}}, {"0": f32(1)}
+        ),
         "2 GiB deflate bomb": bomb(out / "bomb.pth", 2),
         "100000-deep nesting": craft(out / "deep.pth", pkl=b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b"."),
     }
-    save_pth(out / "spec.pth", {"model": {"name": "liif", "args": {"encoder_spec": {
-        "name": "edsr-baseline", "args": {"no_upsampling": True, "n_resblocks": 10**7}}}, "sd": {}}})
+    save_pth(
+        out / "spec.pth",
+        {
+            "model": {
+                "name": "liif",
+                "args": {
+                    "encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True, "n_resblocks": 10**7}}
+                },
+                "sd": {},
+            }
+        },
+    )
     pth["n_resblocks 10^7"] = out / "spec.pth"
     import jax
 
@@ -76,15 +93,48 @@ def make_cases(out: pathlib.Path) -> list[tuple[str, list[str]]]:
     cases = [(f"demo: {name}", demo + ["--model", str(p), "--scale", "2"]) for name, p in pth.items()]
     cases += [
         ("demo: NaN weights", demo + ["--model", str(out / "nan_ckpt"), "--scale", "2"]),
-        ("demo: EPS named .png", demo[:3] + ["--input", str(out / "disguised.png"), "--output", str(out / "o.png"),
-                                             "--model", str(out / "nan_ckpt"), "--scale", "2"]),
+        (
+            "demo: EPS named .png",
+            demo[:3]
+            + [
+                "--input",
+                str(out / "disguised.png"),
+                "--output",
+                str(out / "o.png"),
+                "--model",
+                str(out / "nan_ckpt"),
+                "--scale",
+                "2",
+            ],
+        ),
         ("demo: --scale inf", demo + ["--model", str(out / "nan_ckpt"), "--scale", "inf"]),
-        ("demo: --resolution 100000,100000", demo + ["--model", str(out / "nan_ckpt"), "--resolution", "100000,100000"]),
+        (
+            "demo: --resolution 100000,100000",
+            demo + ["--model", str(out / "nan_ckpt"), "--resolution", "100000,100000"],
+        ),
         ("convert: NaN weights", [sys.executable, "-m", "liif_jax.convert", str(out / "nan_ckpt"), str(out / "c.pth")]),
-        ("evaluate: --json is a folder", [sys.executable, "-m", "liif_jax.evaluate", "--model", str(out / "nan_ckpt"),
-                                          "--hr-dir", str(out), "--scale", "2", "--protocol", "plain", "--json", str(out)]),
-        ("train: num_steps -5", [sys.executable, "-m", "liif_jax.train", "--workdir", str(out / "wd"),
-                                 "--config.num_steps=-5"]),
+        (
+            "evaluate: --json is a folder",
+            [
+                sys.executable,
+                "-m",
+                "liif_jax.evaluate",
+                "--model",
+                str(out / "nan_ckpt"),
+                "--hr-dir",
+                str(out),
+                "--scale",
+                "2",
+                "--protocol",
+                "plain",
+                "--json",
+                str(out),
+            ],
+        ),
+        (
+            "train: num_steps -5",
+            [sys.executable, "-m", "liif_jax.train", "--workdir", str(out / "wd"), "--config.num_steps=-5"],
+        ),
         ("train: params-only workdir", [sys.executable, "-m", "liif_jax.train", "--workdir", str(out / "nan_ckpt")]),
     ]
     return cases
@@ -99,15 +149,22 @@ def main(out: str) -> None:
         # inherit this process's peak as its own ru_maxrss.
         peak_file = out_dir / "peak_kb"
         start = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak_file), *cmd], capture_output=True, text=True,
-                              env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", str(peak_file), *cmd],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        )
         seconds = time.perf_counter() - start
         err = proc.stderr.strip().splitlines()
         code, peak_mb = proc.returncode, int(peak_file.read_text().split()[-1]) / 1024
         last = err[-1] if err else ""
         one_line = len(err) == 1 and last.startswith("error:")
-        print(f"| {name} | {code} | {seconds:.1f} | {peak_mb:.0f} | "
-              f"{'one line: ' if one_line else f'{len(err)} lines, last: '}`{last[:110]}` |", flush=True)
+        print(
+            f"| {name} | {code} | {seconds:.1f} | {peak_mb:.0f} | "
+            f"{'one line: ' if one_line else f'{len(err)} lines, last: '}`{last[:110]}` |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """PSNR effect of faster arithmetic: float32 at highest precision vs TF32 vs bfloat16.
 
-    python experiments/precision.py --model experiments/pretrained/edsr-baseline-liif \
-        --hr-dir PATH/TO/mate-nature --split-file experiments/configs/splits/mate-nature.json \
+    python experiments/precision.py --model liif_jax/pretrained/edsr-baseline-liif \
+        --hr-dir PATH/TO/mate-nature --split-file liif_jax/configs/splits/mate-nature.json \
         --split-key test [--scale 2,3,4,6,12,18,24,30] [--protocol div2k] [--out experiments/results]
 
 Evaluates one trained model on one image set (`liif_jax.evaluate.evaluate`, the official test
@@ -38,8 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax import evaluate, render, report, sources
-from liif_jax.checkpoints import load_model
+from liif_jax import evaluate
+from liif_jax.data import sources
+from liif_jax.evaluation import report
+from liif_jax.formats.checkpoints import load_model
+from liif_jax.render import render
 
 # name -> (compute dtype, matmul precision, decoder: None for --decoder or the device's default)
 SETTINGS = {
@@ -56,8 +59,16 @@ def run_setting(name: str, args: argparse.Namespace, source, scales) -> list[rep
     model, params = load_model(args.model, dtype=dtype)
     ctx = jax.default_matmul_precision(matmul) if matmul else contextlib.nullcontext()
     with ctx:
-        return evaluate.evaluate(model, params, source, scales, args.protocol, args.batch_queries, progress=False,
-                                 decoder=decoder or args.decoder)
+        return evaluate.evaluate(
+            model,
+            params,
+            source,
+            scales,
+            args.protocol,
+            args.batch_queries,
+            progress=False,
+            decoder=decoder or args.decoder,
+        )
 
 
 def compare(results: dict[str, list[report.ImageResult]]) -> list[dict]:
@@ -67,15 +78,17 @@ def compare(results: dict[str, list[report.ImageResult]]) -> list[dict]:
     for name, res in results.items():
         for row in report.aggregate(res):
             deltas = np.array([r.psnr - ref[(r.name, r.scale)] for r in res if r.scale == row.scale])
-            rows.append({
-                "setting": name,
-                "scale": row.scale,
-                "psnr": row.psnr,
-                "bicubic_psnr": row.bicubic_psnr,
-                "mean_delta_db": float(deltas.mean()),
-                "max_abs_delta_db": float(np.abs(deltas).max()),
-                "n_images": row.n_images,
-            })
+            rows.append(
+                {
+                    "setting": name,
+                    "scale": row.scale,
+                    "psnr": row.psnr,
+                    "bicubic_psnr": row.bicubic_psnr,
+                    "mean_delta_db": float(deltas.mean()),
+                    "max_abs_delta_db": float(np.abs(deltas).max()),
+                    "n_images": row.n_images,
+                }
+            )
     return rows
 
 
@@ -94,10 +107,16 @@ def markdown(out: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for r in out["rows"]:
-        lines.append(f"| {r['setting']} | x{r['scale']:g} | {r['psnr']:.4f} | {r['mean_delta_db']:+.4f} | "
-                     f"{r['max_abs_delta_db']:.4f} |")
-    lines += ["", "Largest change over all scales: " + ", ".join(
-        f"{k} {v:.4f} dB" for k, v in out["max_abs_delta_db"].items()) + "."]
+        lines.append(
+            f"| {r['setting']} | x{r['scale']:g} | {r['psnr']:.4f} | {r['mean_delta_db']:+.4f} | "
+            f"{r['max_abs_delta_db']:.4f} |"
+        )
+    lines += [
+        "",
+        "Largest change over all scales: "
+        + ", ".join(f"{k} {v:.4f} dB" for k, v in out["max_abs_delta_db"].items())
+        + ".",
+    ]
     if out["platform"] == "cpu":
         lines += ["", "On CPU, TF32 does not exist: that row equals the reference; measure it on a GPU."]
     return "\n".join(lines) + "\n"
@@ -112,8 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="2,3,4,6,12,18,24,30", help="scales, comma separated")
     p.add_argument("--protocol", default="div2k", choices=["div2k", "benchmark", "plain"])
     p.add_argument("--batch-queries", type=int, default=evaluate.DEFAULT_BATCH_QUERIES)
-    p.add_argument("--decoder", choices=evaluate.DECODERS, help="decoder of the settings other than the reference "
-                   "(default: the device's, `render.resolve_decoder`)")
+    p.add_argument(
+        "--decoder",
+        choices=evaluate.DECODERS,
+        help="decoder of the settings other than the reference (default: the device's, `render.resolve_decoder`)",
+    )
     p.add_argument("--out", default="experiments/results", help="folder for precision_<device>.{json,md}")
     return p
 
@@ -132,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     dev = jax.devices()[0]
     out = {
         "command": shlex.join(["python", "experiments/precision.py", *argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": report.device_slug(dev.platform, dev.device_kind),
         "device_kind": dev.device_kind,
         "platform": dev.platform,
@@ -142,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         "decoder": render.resolve_decoder(load_model(args.model)[0], args.decoder),
         "n_images": len(source),
         "rows": rows,
-        "max_abs_delta_db": {name: max(r["max_abs_delta_db"] for r in rows if r["setting"] == name) for name in SETTINGS},
+        "max_abs_delta_db": {
+            name: max(r["max_abs_delta_db"] for r in rows if r["setting"] == name) for name in SETTINGS
+        },
     }
     folder = pathlib.Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)

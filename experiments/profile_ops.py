@@ -26,20 +26,35 @@ import pathlib
 import shlex
 import sys
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 
-from liif_jax import render, train_lib
-from liif_jax.configs import base_config, liif_spec
+from liif_jax.configs.common import base_config, liif_spec
+from liif_jax.evaluation.report import device_slug
 from liif_jax.models import build_model
-from liif_jax.report import device_slug
+from liif_jax.render import render
+from liif_jax.training import trainer
 
 SIZES = {
-    "full": {"encoder": {}, "hidden": (256,) * 4, "batch": 16, "inp": 48, "queries": 2304, "render": ((339, 510), (1356, 2040))},
-    "small": {"encoder": {"n_resblocks": 2, "n_feats": 16}, "hidden": (32, 32), "batch": 2, "inp": 8, "queries": 64,
-              "render": ((17, 26), (68, 104))},
+    "full": {
+        "encoder": {},
+        "hidden": (256,) * 4,
+        "batch": 16,
+        "inp": 48,
+        "queries": 2304,
+        "render": ((339, 510), (1356, 2040)),
+    },
+    "small": {
+        "encoder": {"n_resblocks": 2, "n_feats": 16},
+        "hidden": (32, 32),
+        "batch": 2,
+        "inp": 8,
+        "queries": 64,
+        "render": ((17, 26), (68, 104)),
+    },
 }
 SKIP = ("ThunkExecutor", "end: ", "ThreadpoolListener")  # CPU client bookkeeping, not ops
 
@@ -60,8 +75,11 @@ def op_times(events: list[dict]) -> tuple[dict[str, list[float]], str]:
     """Op durations from Chrome trace events: device 'XLA Ops' lines, else device streams, else the
     CPU client's threads."""
     processes = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
-    threads = {(e["pid"], e.get("tid")): e["args"]["name"] for e in events
-               if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    threads = {
+        (e["pid"], e.get("tid")): e["args"]["name"]
+        for e in events
+        if e.get("ph") == "M" and e.get("name") == "thread_name"
+    }
     spans = [e for e in events if e.get("ph") == "X" and not e["name"].startswith(SKIP)]
     on_device = lambda e: processes.get(e["pid"], "").startswith(("/device:GPU", "/device:TPU"))
     line = lambda e: threads.get((e["pid"], e.get("tid")), "")
@@ -84,31 +102,37 @@ def op_times(events: list[dict]) -> tuple[dict[str, list[float]], str]:
 def table(totals: dict[str, list[float]], top: int, repeats: int) -> list[dict[str, Any]]:
     all_us = sum(t for t, _ in totals.values()) or 1.0
     rows = sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]
-    return [{"op": name, "ms_per_call": t / 1e3 / repeats, "count_per_call": n / repeats, "share": t / all_us}
-            for name, (t, n) in rows]
+    return [
+        {"op": name, "ms_per_call": t / 1e3 / repeats, "count_per_call": n / repeats, "share": t / all_us}
+        for name, (t, n) in rows
+    ]
 
 
 def programs(size: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     """name -> a call of the compiled program, on random data and params."""
     model = build_model(liif_spec("edsr-baseline", size["encoder"], hidden_list=size["hidden"]))
     params = jax.jit(model.init, static_argnums=1)(jax.random.key(0), size["inp"])
-    tx = train_lib.make_optimizer(base_config(model.spec, {}, None), steps_per_epoch=1000)
-    steps = train_lib.compile_steps(model, tx, train_lib.make_mesh())
-    state = jax.jit(lambda p: train_lib.TrainState.create(model, tx, p),
-                    out_shardings=steps.replicated)(params)
+    tx = trainer.make_optimizer(base_config(model.spec, {}, None), steps_per_epoch=1000)
+    steps = trainer.compile_steps(model, tx, trainer.make_mesh())
+    state = jax.jit(lambda p: trainer.TrainState.create(model, tx, p), out_shardings=steps.replicated)(params)
     rng = np.random.default_rng(0)
     b, n, q = size["batch"], size["inp"], size["queries"]
-    batch = {"inp": rng.uniform(-1, 1, (b, n, n, 3)), "coord": rng.uniform(-1, 1, (b, q, 2)),
-             "cell": np.full((b, q, 2), 2 / (4 * n)), "gt": rng.uniform(-1, 1, (b, q, 3))}
-    batch = train_lib.to_global({k: v.astype(np.float32) for k, v in batch.items()}, steps.batch)
+    batch = {
+        "inp": rng.uniform(-1, 1, (b, n, n, 3)),
+        "coord": rng.uniform(-1, 1, (b, q, 2)),
+        "cell": np.full((b, q, 2), 2 / (4 * n)),
+        "gt": rng.uniform(-1, 1, (b, q, 3)),
+    }
+    batch = trainer.to_global({k: v.astype(np.float32) for k, v in batch.items()}, steps.batch)
 
     in_hw, out_hw = size["render"]
     img = rng.random((*in_hw, 3), dtype=np.float32)
     renders = {}
     for decoder in render.DECODERS:
         tile = render.choose_tile(model, params, in_hw, out_hw, decoder=decoder)
-        renders[f"render_{decoder}"] = functools.partial(render.upscale, model, params, img, out_hw, tile=tile,
-                                                         decoder=decoder)
+        renders[f"render_{decoder}"] = functools.partial(
+            render.upscale, model, params, img, out_hw, tile=tile, decoder=decoder
+        )
     holder = [state]  # the step donates its state: each call trains on the last call's
 
     def train_step():
@@ -119,14 +143,26 @@ def programs(size: dict[str, Any]) -> dict[str, Callable[[], Any]]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Top XLA ops on {report['device_kind']}", "", f"Command: `{report['command']}`", "",
-             f"Date (UTC): {report['date_utc']}. JAX {report['jax_version']}. Per call, mean of {report['repeats']} calls "
-             "after one compiling call; float32 under TF32 matmuls.", ""]
+    lines = [
+        f"# Top XLA ops on {report['device_kind']}",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Date (UTC): {report['date_utc']}. JAX {report['jax_version']}. Per call, mean of {report['repeats']} calls "
+        "after one compiling call; float32 under TF32 matmuls.",
+        "",
+    ]
     for name, prog in report["programs"].items():
-        lines += [f"## {name} ({prog['source']}; all ops {prog['total_ms_per_call']:.3f} ms per call)", "",
-                  "| Op | ms per call | calls | share |", "|---|---|---|---|"]
-        lines += [f"| `{r['op'][:90]}` | {r['ms_per_call']:.3f} | {r['count_per_call']:g} | {100 * r['share']:.1f}% |"
-                  for r in prog["top"]]
+        lines += [
+            f"## {name} ({prog['source']}; all ops {prog['total_ms_per_call']:.3f} ms per call)",
+            "",
+            "| Op | ms per call | calls | share |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{r['op'][:90]}` | {r['ms_per_call']:.3f} | {r['count_per_call']:g} | {100 * r['share']:.1f}% |"
+            for r in prog["top"]
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -140,16 +176,22 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     dev = jax.devices()[0]
     report: dict[str, Any] = {
-        "device": device_slug(dev.platform, dev.device_kind), "device_kind": dev.device_kind,
-        "jax_version": jax.__version__, "repeats": args.repeats,
+        "device": device_slug(dev.platform, dev.device_kind),
+        "device_kind": dev.device_kind,
+        "jax_version": jax.__version__,
+        "repeats": args.repeats,
         "command": shlex.join(["python", "experiments/profile_ops.py", *(argv if argv is not None else sys.argv[1:])]),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "programs": {},
+        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "programs": {},
     }
     with jax.default_matmul_precision("tensorfloat32"):
         for name, fn in programs(SIZES[args.size]).items():
             totals, source = trace_ops(fn, args.repeats)
-            report["programs"][name] = {"source": source, "top": table(totals, args.top, args.repeats),
-                                        "total_ms_per_call": sum(t for t, _ in totals.values()) / 1e3 / args.repeats}
+            report["programs"][name] = {
+                "source": source,
+                "top": table(totals, args.top, args.repeats),
+                "total_ms_per_call": sum(t for t, _ in totals.values()) / 1e3 / args.repeats,
+            }
             print(f"{name}: {len(totals)} ops from {source}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"profile_{report['device']}"

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax.swinir import make_swinir
+from liif_jax.models.swinir import make_swinir
 
 
 def reach(size: int, phase: int) -> int:
@@ -43,7 +43,9 @@ def reach(size: int, phase: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=320, help="input side (a multiple of 8, larger than twice the reach)")
+    parser.add_argument(
+        "--size", type=int, default=320, help="input side (a multiple of 8, larger than twice the reach)"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("experiments/results/swinir_reach_cpu.md"))
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)

@@ -9,7 +9,7 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-from liif_jax import imaging
+from liif_jax.data import imaging
 
 IMAGE_OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Host bytes per output pixel of a render: the float32 RGB result and its uint8 image.
@@ -23,7 +23,9 @@ def check_output_file(path: str | os.PathLike, flag: str, suffixes: Sequence[str
     if p.is_dir():
         raise ValueError(f"{flag} {path} is a folder; give a file name")
     if p.suffix.lower() not in suffixes:
-        raise ValueError(f"{flag} {path}: unsupported file type {p.suffix or '(none)'!r}; use one of {', '.join(suffixes)}")
+        raise ValueError(
+            f"{flag} {path}: unsupported file type {p.suffix or '(none)'!r}; use one of {', '.join(suffixes)}"
+        )
     folder = p.absolute().parent
     if makes_folder:
         check_output_dir(folder, f"{flag} {path}: folder")

@@ -3,7 +3,7 @@
 Writes a params-only orbax checkpoint (from an official `.pth` or a liif_jax workdir or
 checkpoint), or, when OUT ends in `.pth`, exports a liif_jax model to the official format, which
 the official test.py and demo.py load (`models.make(torch.load(OUT)['model'], load_sd=True)`).
-The name mapping itself is `liif_jax.state_dict`.
+The name mapping itself is `liif_jax.formats.state_dict`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import jax
 import numpy as np
 
 from liif_jax import cli_checks
-from liif_jax.checkpoints import load_model, save_model
-from liif_jax.pth import OFFICIAL_SUFFIXES
-from liif_jax.state_dict import save_official
+from liif_jax.formats.checkpoints import load_model, save_model
+from liif_jax.formats.pth import OFFICIAL_SUFFIXES
+from liif_jax.formats.state_dict import save_official
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,8 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         "training workdir / checkpoint (dropping optimizer and data state, e.g. to ship a model); "
         "or, when OUTPUT ends in .pth, export a liif_jax model for the official PyTorch code.",
     )
-    parser.add_argument("input", help="official checkpoint (.pth), training workdir, liif_jax checkpoint directory, "
-                        "or the shipped model by name (pretrained:edsr-baseline-liif)")
+    parser.add_argument(
+        "input",
+        help="official checkpoint (.pth), training workdir, liif_jax checkpoint directory, "
+        "or the shipped model by name (pretrained:edsr-baseline-liif)",
+    )
     parser.add_argument(
         "output", help="directory for the orbax checkpoint (must not exist or be empty), or a new official .pth file"
     )

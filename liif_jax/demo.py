@@ -4,7 +4,7 @@ The official demo.py's flags and output: MODEL is an official `.pth`, a liif_jax
 (training workdir, checkpoint directory or step directory), or the shipped model by name
 (`pretrained:edsr-baseline-liif`). `--scale S` instead of `--resolution` asks for round(S x) the
 input size. `--zoom FRAMES --scale S --output zoom.webp` (or .gif) makes an animated zoom from x1
-to xS into the centre instead (`liif_jax.zoom`).
+to xS into the centre instead (`liif_jax.render.zoom`).
 
 Models of LTE's code (LTE, and LIIF / MetaSR on SwinIR) render as LTE's demo.py does: `--scale S`
 asks for int(h S) x int(w S), and above x4 (`--scale-max`) the cell is clamped as if at x4
@@ -21,10 +21,22 @@ import time
 import numpy as np
 from PIL import Image
 
-from liif_jax import cli_checks, imaging, zoom
-from liif_jax.checkpoints import load_model
-from liif_jax.render import (CPU_BATCH_QUERIES, DECODERS, DEFAULT_BATCH_QUERIES, LTE_SCALE_MAX, default_batch_queries,
-                             lte_cell_factor, lte_family, resolve_decoder, scale_max_for, upscale)
+from liif_jax import cli_checks
+from liif_jax.data import imaging
+from liif_jax.formats.checkpoints import load_model
+from liif_jax.render import zoom
+from liif_jax.render.render import (
+    CPU_BATCH_QUERIES,
+    DECODERS,
+    DEFAULT_BATCH_QUERIES,
+    LTE_SCALE_MAX,
+    default_batch_queries,
+    lte_cell_factor,
+    lte_family,
+    resolve_decoder,
+    scale_max_for,
+    upscale,
+)
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -33,7 +45,9 @@ def parse_resolution(text: str) -> tuple[int, int]:
     try:
         h, w = (int(p) for p in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--resolution must be H,W (two positive integers, e.g. 1024,768), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--resolution must be H,W (two positive integers, e.g. 1024,768), got {text!r}"
+        ) from None
     if h <= 0 or w <= 0:
         raise argparse.ArgumentTypeError(f"--resolution must be positive, got {text!r}")
     return h, w
@@ -50,7 +64,9 @@ def check_zoom_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if args.zoom < 2:
         parser.error(f"--zoom must be at least 2 frames, got {args.zoom}")
     if not args.output.lower().endswith(zoom.ANIMATION_SUFFIXES):
-        parser.error(f"--zoom writes an animation: --output must end in {' or '.join(zoom.ANIMATION_SUFFIXES)}, got {args.output}")
+        parser.error(
+            f"--zoom writes an animation: --output must end in {' or '.join(zoom.ANIMATION_SUFFIXES)}, got {args.output}"
+        )
 
 
 def output_size(model, in_hw: tuple[int, int], args: argparse.Namespace) -> tuple[int, int]:
@@ -65,44 +81,91 @@ def output_size(model, in_hw: tuple[int, int], args: argparse.Namespace) -> tupl
 def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray, frame_hw: tuple[int, int]) -> int:
     t0 = time.perf_counter()
     try:
-        zoom.save_zoom(model, params, imaging.to_float01(img), args.output, args.zoom, args.scale, frame_hw,
-                       default_batch_queries() if args.batch_queries is None else args.batch_queries,
-                       report=lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True),
-                       scale_max=scale_max_for(model, args.scale_max))
+        zoom.save_zoom(
+            model,
+            params,
+            imaging.to_float01(img),
+            args.output,
+            args.zoom,
+            args.scale,
+            frame_hw,
+            default_batch_queries() if args.batch_queries is None else args.batch_queries,
+            report=lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True),
+            scale_max=scale_max_for(model, args.scale_max),
+        )
     except (OSError, ValueError) as e:
         print(f"\nerror: cannot write --output {args.output}: {e}", file=sys.stderr)
         return 1
-    print(f"\n{args.input} ({img.shape[0]}x{img.shape[1]}) -> {args.output} ({args.zoom} frames of {frame_hw[0]}x{frame_hw[1]}, "
-          f"x1 to x{args.scale:g}) in {time.perf_counter() - t0:.2f} s")
+    print(
+        f"\n{args.input} ({img.shape[0]}x{img.shape[1]}) -> {args.output} ({args.zoom} frames of {frame_hw[0]}x{frame_hw[1]}, "
+        f"x1 to x{args.scale:g}) in {time.perf_counter() - t0:.2f} s"
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m liif_jax.demo", description="Render an image at any resolution with LIIF.")
+    parser = argparse.ArgumentParser(
+        prog="python -m liif_jax.demo", description="Render an image at any resolution with LIIF."
+    )
     parser.add_argument("--input", required=True, help=f"input image ({imaging.FORMATS_TEXT}; converted to RGB)")
-    parser.add_argument("--model", required=True, help="official .pth, liif_jax workdir or checkpoint directory, "
-                        "or the shipped model by name: pretrained:edsr-baseline-liif")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="official .pth, liif_jax workdir or checkpoint directory, "
+        "or the shipped model by name: pretrained:edsr-baseline-liif",
+    )
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--resolution", type=parse_resolution, help="output size H,W")
     size.add_argument("--scale", type=float, help="output size as a multiple of the input size, e.g. 4 or 2.5")
-    parser.add_argument("--output", required=True, help="output image path: .png (recommended), .jpg, .bmp, .tif or .webp")
-    parser.add_argument("--batch-queries", type=int, help=f"queries per step of the decoder (default {DEFAULT_BATCH_QUERIES}, "
-                        f"as the official code; {CPU_BATCH_QUERIES} on a CPU, where more cost memory, not time)")
-    parser.add_argument("--tile", type=int, default=None,
-                        help="input pixels per tile side (0: the whole image at once; default: the largest that fits "
-                        "the render's memory budget, see liif_jax.memory: the whole image when it fits)")
-    parser.add_argument("--decoder", choices=DECODERS, help="xla, or pallas: the fused query kernel "
-                        "(default: pallas on GPUs for the LIIF models it runs, xla elsewhere)")
+    parser.add_argument(
+        "--output", required=True, help="output image path: .png (recommended), .jpg, .bmp, .tif or .webp"
+    )
+    parser.add_argument(
+        "--batch-queries",
+        type=int,
+        help=f"queries per step of the decoder (default {DEFAULT_BATCH_QUERIES}, "
+        f"as the official code; {CPU_BATCH_QUERIES} on a CPU, where more cost memory, not time)",
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="input pixels per tile side (0: the whole image at once; default: the largest that fits "
+        "the render's memory budget, see liif_jax.render.memory: the whole image when it fits)",
+    )
+    parser.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        help="xla, or pallas: the fused query kernel "
+        "(default: pallas on GPUs for the LIIF models it runs, xla elsewhere)",
+    )
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    parser.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
-                        help=f"largest input or output image, in pixels (default {imaging.DEFAULT_MAX_PIXELS})")
-    parser.add_argument("--scale-max", type=float, metavar="S",
-                        help=f"clamp the cell above this scale, as LTE's demo.py (cell x scale / S); default "
-                        f"{LTE_SCALE_MAX} for models of LTE's code (LTE, SwinIR encoder), none for LIIF's; 0: never")
-    parser.add_argument("--zoom", type=int, metavar="FRAMES", help="an animated zoom of FRAMES frames from x1 to --scale "
-                        "into the centre, each rendered at its own scale; --output .webp or .gif")
-    parser.add_argument("--frame-size", type=parse_resolution, metavar="H,W",
-                        help="--zoom frame size (default: the input size, at most 512 per side)")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=imaging.DEFAULT_MAX_PIXELS,
+        help=f"largest input or output image, in pixels (default {imaging.DEFAULT_MAX_PIXELS})",
+    )
+    parser.add_argument(
+        "--scale-max",
+        type=float,
+        metavar="S",
+        help=f"clamp the cell above this scale, as LTE's demo.py (cell x scale / S); default "
+        f"{LTE_SCALE_MAX} for models of LTE's code (LTE, SwinIR encoder), none for LIIF's; 0: never",
+    )
+    parser.add_argument(
+        "--zoom",
+        type=int,
+        metavar="FRAMES",
+        help="an animated zoom of FRAMES frames from x1 to --scale "
+        "into the centre, each rendered at its own scale; --output .webp or .gif",
+    )
+    parser.add_argument(
+        "--frame-size",
+        type=parse_resolution,
+        metavar="H,W",
+        help="--zoom frame size (default: the input size, at most 512 per side)",
+    )
     args = parser.parse_args(argv)
     if args.zoom is not None:
         check_zoom_flags(parser, args)
@@ -123,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.zoom is not None:  # the frames' size, whatever the zoom
             size, flag = args.frame_size or (min(in_size[0], 512), min(in_size[1], 512)), "--frame-size"
         else:
-            size, flag = args.resolution or cli_checks.scaled_size(in_size, args.scale), "--resolution" if args.resolution else "--scale"
+            size, flag = (
+                args.resolution or cli_checks.scaled_size(in_size, args.scale),
+                "--resolution" if args.resolution else "--scale",
+            )
         cli_checks.check_render_size(size, flag)
         img = imaging.load_rgb(args.input)
         model, params = load_model(args.model, args.step)
@@ -136,15 +202,25 @@ def main(argv: list[str] | None = None) -> int:
     size = output_size(model, img.shape[:2], args)  # at most the size checked above
     factor = lte_cell_factor(size[0] / img.shape[0], scale_max_for(model, args.scale_max))
     t0 = time.perf_counter()
-    pred = upscale(model, params, imaging.to_float01(img), size, args.batch_queries, args.tile, decoder=args.decoder,
-                   cell_factor=factor)
+    pred = upscale(
+        model,
+        params,
+        imaging.to_float01(img),
+        size,
+        args.batch_queries,
+        args.tile,
+        decoder=args.decoder,
+        cell_factor=factor,
+    )
     try:
         Image.fromarray(to_uint8_official(pred)).save(args.output)
     except (OSError, ValueError) as e:
         print(f"error: cannot write --output {args.output}: {e}", file=sys.stderr)
         return 1
     h, w = size
-    print(f"{args.input} ({img.shape[0]}x{img.shape[1]}) -> {args.output} ({h}x{w}) in {time.perf_counter() - t0:.2f} s")
+    print(
+        f"{args.input} ({img.shape[0]}x{img.shape[1]}) -> {args.output} ({h}x{w}) in {time.perf_counter() - t0:.2f} s"
+    )
     return 0
 
 

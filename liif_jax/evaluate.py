@@ -13,7 +13,7 @@ evaluated as LTE's test.py does: the cell clamped above x4 (`--scale-max`), and 
 the input padded as its SwinIR evaluation pads it.
 
 The library call `evaluate(model, params, source, scales, protocol)` is what the CLI, the training
-loop and a notebook share. A source is any sequence (a `liif_jax.sources` source, or a plain list) of
+loop and a notebook share. A source is any sequence (a `liif_jax.data.sources` source, or a plain list) of
 uint8 HR images (H, W, 3), or of {'lr', 'hr'} dicts for given LR inputs. Every prediction goes
 through `render.upscale`, tile by tile (`tile` input pixels per side), so memory is bounded whatever
 the image size.
@@ -34,12 +34,23 @@ from typing import Any
 
 import numpy as np
 
-from liif_jax import cli_checks, configs, datasets, imaging, metrics, report, sources
-from liif_jax.checkpoints import load_model
-from liif_jax.imaging import ImageError, center_crop, downsample, to_float01
+from liif_jax import cli_checks
+from liif_jax.configs import official
+from liif_jax.data import datasets, imaging, sources
+from liif_jax.data.imaging import ImageError, center_crop, downsample, to_float01
+from liif_jax.evaluation import metrics, report
+from liif_jax.formats.checkpoints import load_model
 from liif_jax.models import Model
-from liif_jax.render import (CPU_BATCH_QUERIES, DECODERS, DEFAULT_BATCH_QUERIES, LTE_SCALE_MAX, lte_cell_factor,
-                             resolve_decoder, scale_max_for, upscale)
+from liif_jax.render.render import (
+    CPU_BATCH_QUERIES,
+    DECODERS,
+    DEFAULT_BATCH_QUERIES,
+    LTE_SCALE_MAX,
+    lte_cell_factor,
+    resolve_decoder,
+    scale_max_for,
+    upscale,
+)
 
 PLOT_NAME = "psnr_vs_scale.png"
 
@@ -133,13 +144,19 @@ def evaluate_one(
     factor = lte_cell_factor(scale, scale_max)
     if window:
         if scale != int(scale):
-            raise ValueError(f"--window needs an integer scale (LTE's test.py renders scale x the padded input), got {scale:g}")
+            raise ValueError(
+                f"--window needs an integer scale (LTE's test.py renders scale x the padded input), got {scale:g}"
+            )
         padded = window_pad(lr, window)
         out_hw = (int(scale) * padded.shape[0], int(scale) * padded.shape[1])
-        pred = upscale(model, params, to_float01(padded), out_hw, batch_queries, tile, decoder=decoder, cell_factor=factor)
+        pred = upscale(
+            model, params, to_float01(padded), out_hw, batch_queries, tile, decoder=decoder, cell_factor=factor
+        )
         pred = pred[: hr.shape[0], : hr.shape[1]]
     else:
-        pred = upscale(model, params, to_float01(lr), hr.shape[:2], batch_queries, tile, decoder=decoder, cell_factor=factor)
+        pred = upscale(
+            model, params, to_float01(lr), hr.shape[:2], batch_queries, tile, decoder=decoder, cell_factor=factor
+        )
     bicubic = report.bicubic_upsample(lr, hr.shape[:2])
     gt = to_float01(hr)
     return Outcome(
@@ -167,7 +184,7 @@ def evaluate(
 
     Elements of `source` are uint8 HR images (LR made per scale) or {'lr', 'hr'} dicts (given LR,
     one scale). Results are named by `names`, else by `source.describe(i)` when the source has it
-    (the `liif_jax.sources` sources), else `image<i>`; errors name `source.describe(i)` when present,
+    (the `liif_jax.data.sources` sources), else `image<i>`; errors name `source.describe(i)` when present,
     as that names every file involved. `save_images` gets a bicubic / LIIF / ground-truth crop per
     image and scale, and a PSNR-vs-scale plot when there are several scales. `on_result` gets the
     results so far after each one (the CLI saves them, so that an error on a later image loses nothing).
@@ -186,7 +203,9 @@ def evaluate(
         for scale in scales:
             start = time.perf_counter()
             try:
-                outcome = evaluate_one(model, params, hr, lr, scale, protocol, batch_queries, tile, decoder, window, scale_max)
+                outcome = evaluate_one(
+                    model, params, hr, lr, scale, protocol, batch_queries, tile, decoder, window, scale_max
+                )
             except ValueError as err:
                 raise ImageError(f"{where} at scale {scale:g}: {err}") from err
             results.append(report.ImageResult(name, scale, outcome.psnr, outcome.bicubic_psnr))
@@ -216,7 +235,9 @@ class CenterCropped:
     def __getitem__(self, i: int) -> np.ndarray:
         element = self.source[i]
         if isinstance(element, Mapping):
-            raise ValueError(f"{_where(self.source, None, i)}: --center-crop applies to HR images, not given LR/HR pairs")
+            raise ValueError(
+                f"{_where(self.source, None, i)}: --center-crop applies to HR images, not given LR/HR pairs"
+            )
         return center_crop(element, self.side)
 
     def describe(self, i: int) -> str:
@@ -272,7 +293,9 @@ def open_source(args: argparse.Namespace) -> tuple[Sequence[Any], list[str]]:
         source = sources.TfdsSource(args.tfds, args.tfds_data_dir, args.split, lr_key=args.tfds_lr_key)
         return source, [source.describe(i) for i in range(len(source))]
     if (args.split_file is None) != (args.split_key is None):
-        raise ValueError("--split-file and --split-key go together (e.g. --split-file load/celebAHQ/split.json --split-key val)")
+        raise ValueError(
+            "--split-file and --split-key go together (e.g. --split-file load/celebAHQ/split.json --split-key val)"
+        )
     split = {"split_file": args.split_file, "split_key": args.split_key}
     if args.lr_dir is not None:
         paired = sources.PairedImageFolders(args.lr_dir, args.hr_dir, **split)
@@ -305,9 +328,11 @@ def read_official_test_config(path: str | os.PathLike) -> OfficialTest:
         spec = config["test_dataset"]
         dataset, wrapper = dict(spec["dataset"]), dict(spec["wrapper"])
     except (OSError, yaml.YAMLError, TypeError, KeyError) as err:
-        raise ValueError(f"--config {where}: not an official test config (test_dataset: dataset, wrapper): {err}") from None
+        raise ValueError(
+            f"--config {where}: not an official test config (test_dataset: dataset, wrapper): {err}"
+        ) from None
     norm = config.get("data_norm")
-    if norm != configs.OFFICIAL_DATA_NORM:
+    if norm != official.OFFICIAL_DATA_NORM:
         raise ValueError(f"--config {where}: data_norm must be the official inp/gt sub [0.5] div [0.5], got {norm}")
     try:
         protocol, type_scale = metrics.eval_type_to_protocol(config.get("eval_type"))
@@ -315,24 +340,32 @@ def read_official_test_config(path: str | os.PathLike) -> OfficialTest:
         raise ValueError(f"--config {where}: {err}") from None
     args = dict(wrapper.get("args") or {})
     if args.get("inp_size") is not None or args.get("sample_q") is not None:
-        raise ValueError(f"--config {where}: the wrapper crops or samples (inp_size / sample_q); a test uses whole images")
+        raise ValueError(
+            f"--config {where}: the wrapper crops or samples (inp_size / sample_q); a test uses whole images"
+        )
     # A test reads each image once: the official `cache` (bin files beside the data) would only write files.
     dataset["args"] = {k: v for k, v in (dataset.get("args") or {}).items() if k != "cache"}
     source = datasets.make_source(dataset, f"--config {where}: test_dataset.dataset")
     if wrapper.get("name") == "sr-implicit-downsampled":
         scale = float(args.get("scale_min", 1))
         if args.get("scale_max", scale) != scale:
-            raise ValueError(f"--config {where}: scale_min {scale:g} and scale_max {args['scale_max']} differ; a test has one scale")
+            raise ValueError(
+                f"--config {where}: scale_min {scale:g} and scale_max {args['scale_max']} differ; a test has one scale"
+            )
         names = [f.name for f in source.files]
     elif wrapper.get("name") == "sr-implicit-paired":
         first = source[0]
         scale = float(type_scale if config.get("eval_type") else first["hr"].shape[0] // first["lr"].shape[0])
         names = [hr.name for _, hr in source.pairs]
     else:
-        raise ValueError(f"--config {where}: wrapper {wrapper.get('name')!r} is not a test wrapper "
-                         "(sr-implicit-downsampled or sr-implicit-paired)")
+        raise ValueError(
+            f"--config {where}: wrapper {wrapper.get('name')!r} is not a test wrapper "
+            "(sr-implicit-downsampled or sr-implicit-paired)"
+        )
     if config.get("eval_type") and type_scale != scale:
-        raise ValueError(f"--config {where}: eval_type {config['eval_type']!r} does not match the wrapper's scale {scale:g}")
+        raise ValueError(
+            f"--config {where}: eval_type {config['eval_type']!r} does not match the wrapper's scale {scale:g}"
+        )
     return OfficialTest(source, names, scale, protocol, int(config.get("eval_bsize") or DEFAULT_BATCH_QUERIES))
 
 
@@ -341,11 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m liif_jax.evaluate",
         description="PSNR of LIIF and bicubic over an image set, as the official test.py.",
     )
-    parser.add_argument("--model", required=True, help="official .pth, liif_jax workdir or checkpoint directory, "
-                        "or the shipped model by name: pretrained:edsr-baseline-liif")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="official .pth, liif_jax workdir or checkpoint directory, "
+        "or the shipped model by name: pretrained:edsr-baseline-liif",
+    )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument(
-        "--config", help="an official test config (configs/test/test-div2k-4.yaml ...): data, scale and protocol from it"
+        "--config",
+        help="an official test config (configs/test/test-div2k-4.yaml ...): data, scale and protocol from it",
     )
     where.add_argument("--hr-dir", help="folder of high-resolution (ground-truth) images")
     where.add_argument("--tfds", metavar="NAME", help="prepared TFDS data set (e.g. div2k/bicubic_x4), feature 'hr'")
@@ -360,29 +398,51 @@ def build_parser() -> argparse.ArgumentParser:
         "Y channel (Set5, Set14, B100, Urban100); plain: all pixels, RGB (not with --config)",
     )
     parser.add_argument(
-        "--split-file", help="JSON {split: [file names]} selecting the folder images (the official CelebA-HQ split.json)"
+        "--split-file",
+        help="JSON {split: [file names]} selecting the folder images (the official CelebA-HQ split.json)",
     )
     parser.add_argument("--split-key", help="split of --split-file to evaluate (the official CelebA-HQ tests: val)")
     parser.add_argument(
-        "--center-crop", type=int, metavar="SIDE", help="evaluate the central SIDE x SIDE pixels of each HR image (quick looks)"
+        "--center-crop",
+        type=int,
+        metavar="SIDE",
+        help="evaluate the central SIDE x SIDE pixels of each HR image (quick looks)",
     )
     parser.add_argument("--json", help="write the results (per scale and per image) to this JSON file")
     parser.add_argument(
-        "--batch-queries", type=int, help=f"queries per decoder step (default {DEFAULT_BATCH_QUERIES}, {CPU_BATCH_QUERIES} on a CPU, or the config's eval_bsize)"
+        "--batch-queries",
+        type=int,
+        help=f"queries per decoder step (default {DEFAULT_BATCH_QUERIES}, {CPU_BATCH_QUERIES} on a CPU, or the config's eval_bsize)",
     )
     parser.add_argument(
-        "--tile", type=int, default=None,
+        "--tile",
+        type=int,
+        default=None,
         help="input pixels per tile side (0: whole images; default: the largest that fits the render's memory "
-        "budget, see liif_jax.memory; a fixed tile compiles once for images of every size)",
+        "budget, see liif_jax.render.memory; a fixed tile compiles once for images of every size)",
     )
-    parser.add_argument("--decoder", choices=DECODERS, help="xla, or pallas: the fused query kernel "
-                        "(default: pallas on GPUs for the LIIF models it runs, xla elsewhere)")
+    parser.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        help="xla, or pallas: the fused query kernel "
+        "(default: pallas on GPUs for the LIIF models it runs, xla elsewhere)",
+    )
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    parser.add_argument("--window", type=int, default=0, help="LTE's test.py --window (8 for SwinIR): pad each input "
-                        "with its mirror image to the next multiple of W above its size; default 0, no padding")
-    parser.add_argument("--scale-max", type=float, metavar="S", help="clamp the cell above this scale, as LTE's test.py "
-                        f"(cell x scale / S); default {LTE_SCALE_MAX} for models of LTE's code (LTE, SwinIR encoder), "
-                        "none for LIIF's; 0: never")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=0,
+        help="LTE's test.py --window (8 for SwinIR): pad each input "
+        "with its mirror image to the next multiple of W above its size; default 0, no padding",
+    )
+    parser.add_argument(
+        "--scale-max",
+        type=float,
+        metavar="S",
+        help="clamp the cell above this scale, as LTE's test.py "
+        f"(cell x scale / S); default {LTE_SCALE_MAX} for models of LTE's code (LTE, SwinIR encoder), "
+        "none for LIIF's; 0: never",
+    )
     parser.add_argument(
         "--save-images", metavar="DIR", help="write bicubic / LIIF / ground-truth crops (and a plot) here"
     )
@@ -393,9 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--split", default="validation", help="TFDS split (default: validation)")
     parser.add_argument("--tfds-lr-key", help="TFDS feature with given LR images (e.g. lr); default: make LR from hr")
-    parser.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS,
-                        help=f"largest image to read, in pixels (default {imaging.DEFAULT_MAX_PIXELS}); images are "
-                        f"{imaging.FORMATS_TEXT}")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=imaging.DEFAULT_MAX_PIXELS,
+        help=f"largest image to read, in pixels (default {imaging.DEFAULT_MAX_PIXELS}); images are "
+        f"{imaging.FORMATS_TEXT}",
+    )
     return parser
 
 
@@ -426,7 +490,13 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
         cli_checks.check_output_dir(args.save_images, "--save-images")
     if args.config is not None:
         test = official_config_test(args)
-        source, names, scales, protocol, batch_queries = test.source, test.names, [test.scale], test.protocol, test.batch_queries
+        source, names, scales, protocol, batch_queries = (
+            test.source,
+            test.names,
+            [test.scale],
+            test.protocol,
+            test.batch_queries,
+        )
     else:
         (source, names, scales, protocol), batch_queries = flags_test(args), None
     batch_queries = batch_queries if args.batch_queries is None else args.batch_queries
@@ -445,12 +515,28 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
     resolve_decoder(model, args.decoder)
     scale_max = scale_max_for(model, args.scale_max)
     clamp = f", cell clamped above x{scale_max:g}" if scale_max else ""
-    print(f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
-          f"{protocol!r}{clamp}{f', window {args.window}' if args.window else ''}", flush=True)
+    print(
+        f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
+        f"{protocol!r}{clamp}{f', window {args.window}' if args.window else ''}",
+        flush=True,
+    )
     own_sink = sink is None
     sink = sink or JsonSink(args.json)
-    results = evaluate(model, params, source, scales, protocol, batch_queries, args.save_images, names=names,
-                       on_result=sink, tile=args.tile, decoder=args.decoder, window=args.window, scale_max=scale_max)
+    results = evaluate(
+        model,
+        params,
+        source,
+        scales,
+        protocol,
+        batch_queries,
+        args.save_images,
+        names=names,
+        on_result=sink,
+        tile=args.tile,
+        decoder=args.decoder,
+        window=args.window,
+        scale_max=scale_max,
+    )
     if own_sink and sink.error is not None:
         raise sink.error
     return results
@@ -460,7 +546,9 @@ def flags_test(args: argparse.Namespace) -> tuple[Sequence[Any], list[str], list
     """(source, names, scales, protocol) that the data flags (--hr-dir / --lr-dir / --tfds, --scale,
     --protocol, --center-crop) ask for."""
     if args.scale is None:
-        raise ValueError("--scale is required, e.g. --scale 4 or --scale 2,3,4 (or give an official test config with --config)")
+        raise ValueError(
+            "--scale is required, e.g. --scale 4 or --scale 2,3,4 (or give an official test config with --config)"
+        )
     scales, protocol = parse_scales(args.scale), args.protocol or "div2k"
     paired = args.lr_dir is not None or (args.tfds is not None and args.tfds_lr_key is not None)
     if paired and len(scales) != 1:
@@ -478,10 +566,21 @@ def flags_test(args: argparse.Namespace) -> tuple[Sequence[Any], list[str], list
 
 def official_config_test(args: argparse.Namespace) -> OfficialTest:
     """`--config test.yaml`: what the official `python test.py --config test.yaml` measures."""
-    given = [flag for flag, value in (("--scale", args.scale), ("--protocol", args.protocol), ("--lr-dir", args.lr_dir),
-                                      ("--split-file", args.split_file), ("--center-crop", args.center_crop)) if value is not None]
+    given = [
+        flag
+        for flag, value in (
+            ("--scale", args.scale),
+            ("--protocol", args.protocol),
+            ("--lr-dir", args.lr_dir),
+            ("--split-file", args.split_file),
+            ("--center-crop", args.center_crop),
+        )
+        if value is not None
+    ]
     if given:
-        raise ValueError(f"{', '.join(given)} cannot be combined with --config: the config sets the data, scale and protocol")
+        raise ValueError(
+            f"{', '.join(given)} cannot be combined with --config: the config sets the data, scale and protocol"
+        )
     return read_official_test_config(args.config)
 
 

@@ -13,11 +13,14 @@ import os
 import jax
 import jax.numpy as jnp
 import pytest
-
 from aot_test import train_flops
-from conftest import REPO, load_module
+
 from liif_jax import aot
 from liif_jax.models import build_model
+from xla_tools import estimate
+
+from conftest import REPO, load_module
+
 
 def cuda_plugin_installed() -> bool:
     try:
@@ -28,7 +31,9 @@ def cuda_plugin_installed() -> bool:
 
 if not cuda_plugin_installed():
     if os.environ.get("LIIF_REQUIRE_AOT_GPU"):
-        raise ImportError("LIIF_REQUIRE_AOT_GPU is set but the CUDA plugin is not installed: pip install -e '.[aot-gpu]'")
+        raise ImportError(
+            "LIIF_REQUIRE_AOT_GPU is set but the CUDA plugin is not installed: pip install -e '.[aot-gpu]'"
+        )
     pytest.skip("GPU compiles need the aot-gpu extra: pip install -e '.[aot-gpu]'", allow_module_level=True)
 
 
@@ -38,14 +43,14 @@ def h100() -> list[jax.Device]:
 
 
 def div2k_model_config(dtype: str = "float32"):
-    c = load_module(REPO / "experiments" / "configs" / "edsr-baseline-liif.py").get_config()
+    c = importlib.import_module("liif_jax.configs.edsr_baseline_liif").get_config()
     c.compute_dtype = dtype
     return c
 
 
 def test_the_div2k_training_step_fits_an_h100(h100):
     """float32 with TF32 matmuls, as a GPU runs it: cuDNN convolutions, about 1.3 GB."""
-    report = aot.read(aot.train_step(div2k_model_config(), h100, precision="tensorfloat32"), "h100")
+    report = estimate.read(aot.train_step(div2k_model_config(), h100, precision="tensorfloat32"), "h100")
     assert report.fits and 0 < report.total_bytes < 4e9
     kinds = report.stats.by_kind()
     assert kinds["convolution"]["launches"] > 50 and kinds["convolution"]["flops"] > 1e11
@@ -58,14 +63,15 @@ def test_a_4k_to_8k_render_fits_an_h100(h100):
     program fits the budget, and the kernel is one opaque call whose FLOPs come from the model."""
     model = build_model(div2k_model_config().model.to_dict())
     out_hw = (4320, 7680)
-    programs = aot.render_programs(model, (2160, 3840), out_hw, h100[0], precision="tensorfloat32",
-                                   memory_bytes=aot.target("h100").memory_bytes)
+    programs = aot.render_programs(
+        model, (2160, 3840), out_hw, h100[0], precision="tensorfloat32", memory_bytes=aot.target("h100").memory_bytes
+    )
     for name, (low, runs) in programs.items():
-        flops = aot.fused_kernel_flops(model, out_hw) / runs if name == "query_block" else 0.0
-        report = aot.read(low, "h100", opaque_flops=flops)
+        flops = estimate.fused_kernel_flops(model, out_hw) / runs if name == "query_block" else 0.0
+        report = estimate.read(low, "h100", opaque_flops=flops)
         assert report.fits and report.total_bytes < 3e9 and runs >= 1
     [kernel] = [k for k in report.stats.kernels if k.opaque]
-    assert kernel.flops * runs == pytest.approx(aot.fused_kernel_flops(model, out_hw))
+    assert kernel.flops * runs == pytest.approx(estimate.fused_kernel_flops(model, out_hw))
 
 
 def test_a_pallas_triton_kernel_compiles_for_the_gpu(h100):
@@ -77,11 +83,12 @@ def test_a_pallas_triton_kernel_compiles_for_the_gpu(h100):
         o_ref[...] = x_ref[...] * 2.0 + 1.0
 
     block = pl.BlockSpec((16, 128), lambda i: (i, 0))
-    f = lambda x: pl.pallas_call(double_plus_one, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype), grid=(4,),
-                                 in_specs=[block], out_specs=block)(x)
+    f = lambda x: pl.pallas_call(
+        double_plus_one, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype), grid=(4,), in_specs=[block], out_specs=block
+    )(x)
     x = jax.ShapeDtypeStruct((64, 128), jnp.float32, sharding=jax.sharding.SingleDeviceSharding(h100[0]))
     with aot.lowering(h100):
-        report = aot.read(jax.jit(f).lower(x), "h100")
+        report = estimate.read(jax.jit(f).lower(x), "h100")
     [kernel] = [k for k in report.stats.kernels if k.kind == "custom-call"]
     assert kernel.opaque and kernel.bytes == 2 * 64 * 128 * 4
 
@@ -89,21 +96,39 @@ def test_a_pallas_triton_kernel_compiles_for_the_gpu(h100):
 def test_aot_compare_sets_estimates_beside_a_benchmarks_measurements(tmp_path):
     """`experiments/aot_compare.py` (run by gpu_check.sh after its benchmark) compiles each case the
     benchmark timed at its sizes for the benchmark's GPU and reports estimated / measured - 1."""
-    from liif_jax.configs import liif_spec
+    from liif_jax.configs.common import liif_spec
 
     spec = liif_spec("edsr-baseline", {"n_resblocks": 1, "n_feats": 8}, hidden_list=(16,))
-    bench = {"device_kind": "NVIDIA H100 80GB HBM3", "device_count": 1, "command": "benchmark.py", "date_utc": "now",
-             "settings": {"batch": 2, "inp_size": 8, "sample_q": 64, "tile": 32},
-             "dtypes": {"float32": {
-                 "train_edsr_baseline": {"spec": spec, "model_only": {"ms_per_step": 2.0}},
-                 "render_x4_div2k": {"spec": spec, "in_hw": [17, 26], "out_hw": [68, 104], "batch_queries": 1024,
-                                     "tile": 32, "render_mlp_dtype": "float32", "ms": 4.0},
-                 "render_x30_3840": {"error": "failed"}}}}  # a failed case has nothing to compare
+    bench = {
+        "device_kind": "NVIDIA H100 80GB HBM3",
+        "device_count": 1,
+        "command": "benchmark.py",
+        "date_utc": "now",
+        "settings": {"batch": 2, "inp_size": 8, "sample_q": 64, "tile": 32},
+        "dtypes": {
+            "float32": {
+                "train_edsr_baseline": {"spec": spec, "model_only": {"ms_per_step": 2.0}},
+                "render_x4_div2k": {
+                    "spec": spec,
+                    "in_hw": [17, 26],
+                    "out_hw": [68, 104],
+                    "batch_queries": 1024,
+                    "tile": 32,
+                    "render_mlp_dtype": "float32",
+                    "ms": 4.0,
+                },
+                "render_x30_3840": {"error": "failed"},
+            }
+        },
+    }  # a failed case has nothing to compare
     (tmp_path / "benchmark_h100.json").write_text(json.dumps(bench))
     compare = load_module(REPO / "experiments" / "aot_compare.py")
     assert compare.main(["--benchmark", str(tmp_path / "benchmark_h100.json")]) == 0
     result = json.loads((tmp_path / "aot_compare_h100.json").read_text())
-    assert result["target"] == "h100" and [r["case"] for r in result["rows"]] == ["train_edsr_baseline", "render_x4_div2k"]
+    assert result["target"] == "h100" and [r["case"] for r in result["rows"]] == [
+        "train_edsr_baseline",
+        "render_x4_div2k",
+    ]
     for row in result["rows"]:
         assert row["est_ms"] > 0 and row["error"] == pytest.approx(row["est_ms"] / row["measured_ms"] - 1)
     assert result["rows"][1]["programs"]["query_block"]["runs"] >= 1

@@ -9,10 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, load_module
-from liif_jax import aot, render
-from liif_jax.configs import liif_spec
+from liif_jax import aot
+from liif_jax.configs.common import liif_spec
 from liif_jax.models import build_model
+from liif_jax.render import render
+from xla_tools import estimate
+
+from conftest import REPO
 
 
 def test_every_target_states_its_memory_bandwidth_and_peaks():
@@ -28,7 +31,7 @@ def test_every_target_states_its_memory_bandwidth_and_peaks():
 
 def test_gpu_targets_name_their_description_file_and_its_source():
     for t in (aot.target("h100"), aot.target("h200")):
-        text = (REPO / "experiments" / "targets" / t.config_file).read_text()
+        text = (REPO / "liif_jax" / "aot" / "gpu_targets" / t.config_file).read_text()
         assert "xla/tools/hlo_opt/gpu_specs" in text and "Apache License" in text
         assert f"device_memory_size: {t.memory_bytes}" in text
         assert f"memory_bandwidth: {int(t.hbm_bandwidth)}" in text
@@ -47,15 +50,19 @@ def test_a_missing_extra_is_named(monkeypatch):
 def test_the_estimate_uses_the_committed_fit():
     fit = json.loads((REPO / "experiments" / "results" / "aot_fit_h200.json").read_text())
     adopted = fit["fits"][fit["adopted"]]
-    assert aot.H200_FIT.efficiency == pytest.approx(adopted["efficiency"], rel=0.01)
-    assert aot.H200_FIT.launch_s == pytest.approx(adopted["launch_s"], rel=0.01)
+    assert estimate.H200_FIT.efficiency == pytest.approx(adopted["efficiency"], rel=0.01)
+    assert estimate.H200_FIT.launch_s == pytest.approx(adopted["launch_s"], rel=0.01)
 
 
 def test_batch_shapes_follow_the_config():
-    c = load_module(REPO / "experiments" / "configs" / "edsr-baseline-liif.py").get_config()
+    c = importlib.import_module("liif_jax.configs.edsr_baseline_liif").get_config()
     shapes = aot.batch_shapes(c)
     assert {k: v.shape for k, v in shapes.items()} == {
-        "inp": (16, 48, 48, 3), "coord": (16, 2304, 2), "cell": (16, 2304, 2), "gt": (16, 2304, 3)}
+        "inp": (16, 48, 48, 3),
+        "coord": (16, 2304, 2),
+        "cell": (16, 2304, 2),
+        "gt": (16, 2304, 3),
+    }
     c.data.train.wrapper.args.sample_q = None
     with pytest.raises(ValueError, match="sample_q"):
         aot.batch_shapes(c)

@@ -19,23 +19,26 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
-
 from aot_test import train_flops
-from conftest import REPO, load_module
-from liif_jax import aot, render, sources
+
+from liif_jax import aot, configs
+from liif_jax.data import sources
 from liif_jax.models import build_model
+from liif_jax.render import render
+from xla_tools import estimate
+
+from conftest import REPO
 
 if importlib.util.find_spec("libtpu") is None:
     if os.environ.get("LIIF_REQUIRE_AOT"):
         raise ImportError("LIIF_REQUIRE_AOT is set but libtpu is not installed: pip install -e '.[aot-tpu]'")
     pytest.skip("TPU compiles need the aot-tpu extra: pip install -e '.[aot-tpu]'", allow_module_level=True)
 
-CONFIGS = REPO / "experiments" / "configs"
 NOTEBOOK = REPO / "experiments" / "notebooks" / "liif_jax_colab.ipynb"
 
 
 def config(name: str, dtype: str = "float32"):
-    c = load_module(CONFIGS / f"{name}.py").get_config()
+    c = configs.get(name)
     c.compute_dtype = dtype
     return c
 
@@ -59,7 +62,7 @@ def v5e8() -> list[jax.Device]:
     return aot.devices("v5e-8")
 
 
-def assert_fits(report: aot.ProgramReport, t: str) -> None:
+def assert_fits(report: estimate.ProgramReport, t: str) -> None:
     assert report.error is None and report.fits, report.to_json()
     assert 0 < report.total_bytes <= aot.target(t).memory_bytes
 
@@ -87,7 +90,7 @@ def test_the_training_step_fits_the_chip(name, dtype, t, v5e1, v5e8):
     chip: it fits in each chip's 16 GiB (the DIV2K step, batch 16: about 1-1.5 GB); on 8 chips
     the gradients are all-reduced across them."""
     devs = {"v5e-1": v5e1, "v5e-8": v5e8}[t]
-    report = aot.read(aot.train_step(config(name, dtype), devs, precision="default"), t)
+    report = estimate.read(aot.train_step(config(name, dtype), devs, precision="default"), t)
     assert_fits(report, t)
     assert report.total_bytes < 4e9
     kinds = report.stats.by_kind()
@@ -96,7 +99,6 @@ def test_the_training_step_fits_the_chip(name, dtype, t, v5e1, v5e8):
     assert ("collective" in kinds) == (len(devs) > 1)
     if len(devs) == 1:  # on 8 chips a batch of 1-2 per chip is padded to the TPU's tiles
         assert report.stats.flops == pytest.approx(train_flops(config(name)), rel=1e-3)
-
 
 
 def test_the_notebooks_programs_fit_one_v5e_chip(v5e1):
@@ -113,16 +115,35 @@ def test_the_notebooks_programs_fit_one_v5e_chip(v5e1):
     frame = (p["ZOOM_SIZE"], p["ZOOM_SIZE"])
     programs = {
         "train_step": (aot.train_step(c, v5e1, precision="default"), 1),
-        **{f"render {k}": v for k, v in aot.render_programs(model, (side, side), (side * scale, side * scale), v5e1[0],
-                                                           precision="default", memory_bytes=aot.target("v5e-1").memory_bytes,
-                                                           batch_queries=p["BATCH_QUERIES"]).items()},
-        **{f"zoom {k}": v for k, v in aot.zoom_programs(model, photo.shape[:2], frame, p["ZOOM_FRAMES"], v5e1[0],
-                                                       precision="default", batch_queries=p["BATCH_QUERIES"]).items()},
+        **{
+            f"render {k}": v
+            for k, v in aot.render_programs(
+                model,
+                (side, side),
+                (side * scale, side * scale),
+                v5e1[0],
+                precision="default",
+                memory_bytes=aot.target("v5e-1").memory_bytes,
+                batch_queries=p["BATCH_QUERIES"],
+            ).items()
+        },
+        **{
+            f"zoom {k}": v
+            for k, v in aot.zoom_programs(
+                model,
+                photo.shape[:2],
+                frame,
+                p["ZOOM_FRAMES"],
+                v5e1[0],
+                precision="default",
+                batch_queries=p["BATCH_QUERIES"],
+            ).items()
+        },
     }
     assert programs["zoom query"][1] == p["ZOOM_FRAMES"] * -(-frame[0] * frame[1] // p["BATCH_QUERIES"])
     for name, (low, runs) in programs.items():
         assert runs >= 1, name
-        assert_fits(aot.read(low, "v5e-1"), "v5e-1")
+        assert_fits(estimate.read(low, "v5e-1"), "v5e-1")
 
 
 def test_render_programs_pick_their_tile_with_the_targets_memory(v5e1):
@@ -144,8 +165,8 @@ def test_a_4k_to_8k_render_fits_one_v5e_chip(v5e1):
     assert 0 < tile < 2160
     programs = aot.render_programs(model, in_hw, out_hw, v5e1[0], precision="default", tile=tile)
     assert {k: runs for k, (_, runs) in programs.items()} == render.program_runs(model, in_hw, out_hw, tile)
-    for name, (low, runs) in programs.items():
-        report = aot.read(low, "v5e-1")
+    for name, (low, _runs) in programs.items():
+        report = estimate.read(low, "v5e-1")
         assert_fits(report, "v5e-1")
         assert report.total_bytes < 3e9, name  # bounded by the tile, not the 8K image
 
@@ -155,12 +176,12 @@ def test_a_program_too_big_for_the_chip_is_reported_as_not_fitting(v5e1):
     program that compiles but exceeds a (smaller) target's memory is not called fitting either."""
     shard = jax.sharding.SingleDeviceSharding(v5e1[0])
     big = jax.ShapeDtypeStruct((3, 1024, 1024, 1024), jnp.float32, sharding=shard)  # 12 GiB
-    report = aot.read(jax.jit(lambda x: (jnp.sin(x), jnp.cos(x))).lower(big), "v5e-1")
+    report = estimate.read(jax.jit(lambda x: (jnp.sin(x), jnp.cos(x))).lower(big), "v5e-1")
     assert not report.fits and report.memory is None and "memory" in report.error.lower()
 
     small = jax.ShapeDtypeStruct((1024, 1024), jnp.float32, sharding=shard)  # 4 MiB
     tiny_chip = dataclasses.replace(aot.target("v5e-1"), name="v5e-1 with 1 MiB", memory_bytes=2**20)
-    report = aot.read(jax.jit(lambda x: x * 2).lower(small), tiny_chip)
+    report = estimate.read(jax.jit(lambda x: x * 2).lower(small), tiny_chip)
     assert report.memory is not None and report.total_bytes > 2**20 and not report.fits
 
 
@@ -173,11 +194,12 @@ def test_a_pallas_kernel_compiles_for_the_tpu_and_counts_as_one_opaque_kernel(v5
         o_ref[...] = x_ref[...] * 2.0 + 1.0
 
     block = pl.BlockSpec((8, 128), lambda i: (i, 0))
-    f = lambda x: pl.pallas_call(double_plus_one, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype), grid=(8,),
-                                 in_specs=[block], out_specs=block)(x)
+    f = lambda x: pl.pallas_call(
+        double_plus_one, out_shape=jax.ShapeDtypeStruct(x.shape, x.dtype), grid=(8,), in_specs=[block], out_specs=block
+    )(x)
     x = jax.ShapeDtypeStruct((64, 128), jnp.float32, sharding=jax.sharding.SingleDeviceSharding(v5e1[0]))
     with aot.lowering(v5e1):
-        report = aot.read(jax.jit(f).lower(x), "v5e-1")
+        report = estimate.read(jax.jit(f).lower(x), "v5e-1")
     assert report.fits
     [kernel] = [k for k in report.stats.kernels if k.kind == "custom-call"]
     assert kernel.opaque and kernel.launches == 1 and kernel.bytes == 2 * 64 * 128 * 4
@@ -186,9 +208,27 @@ def test_a_pallas_kernel_compiles_for_the_tpu_and_counts_as_one_opaque_kernel(v5
 def test_the_script_writes_its_tables_for_a_target(tmp_path):
     """`experiments/aot.py` end to end on a small render: JSON and markdown with the memory, the
     runs per render and the estimate, marked as one."""
-    out = subprocess.run([sys.executable, str(REPO / "experiments" / "aot.py"), "--target", "v5e-1", "--programs", "render",
-                          "--render_config", "quickstart", "--renders", "20x30-80x120", "--dtype", "float32",
-                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "experiments" / "aot.py"),
+            "--target",
+            "v5e-1",
+            "--programs",
+            "render",
+            "--render_config",
+            "quickstart",
+            "--renders",
+            "20x30-80x120",
+            "--dtype",
+            "float32",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "aot_v5e-1.json").read_text())
     [case] = result["renders"]
@@ -203,8 +243,12 @@ def test_mosaic_refuses_the_fused_query_kernel_so_tpu_renders_keep_xla(tmp_path)
     """Why a TPU render uses XLA's decoder: the fused kernel's row gather by a vector of indices
     does not lower with Mosaic (`experiments/fused_tpu_check.py`), while the same sums as XLA
     operations compile. If Mosaic learns the gather, this fails: time to revisit the decision."""
-    out = subprocess.run([sys.executable, str(REPO / "experiments" / "fused_tpu_check.py"), "--target", "v5e-1",
-                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "fused_tpu_check.py"), "--target", "v5e-1", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     md = (tmp_path / "fused_tpu_v5e-1.md").read_text()
     assert "| fused Pallas kernel (Mosaic) | refused" in md and "int indexing" in md

@@ -19,8 +19,16 @@ HEADLINE = (
     "render_x4_rdn_div2k_ms",
 )
 CASES = (
-    "train_edsr_baseline", "train_rdn", "render_x4_div2k", "render_x30_3840", "render_x4_rdn_div2k", "render_x2_8k",
-    "train_edsr_baseline_lte", "train_swinir_lte", "render_x4_lte_div2k", "render_x4_swinir_lte_div2k",
+    "train_edsr_baseline",
+    "train_rdn",
+    "render_x4_div2k",
+    "render_x30_3840",
+    "render_x4_rdn_div2k",
+    "render_x2_8k",
+    "train_edsr_baseline_lte",
+    "train_swinir_lte",
+    "render_x4_lte_div2k",
+    "render_x4_swinir_lte_div2k",
 )
 
 
@@ -66,7 +74,10 @@ def test_every_case_ran_for_both_dtypes(small_run, dtype):
         else:
             assert positive(r["ms"]) and r["repeats"] == 2, name
     assert cases["train_rdn"]["spec"]["args"]["encoder_spec"]["name"] == "rdn"
-    assert cases["train_swinir_lte"]["model"] == "SwinIR-LTE" and cases["render_x4_swinir_lte_div2k"]["spec"]["name"] == "lte"
+    assert (
+        cases["train_swinir_lte"]["model"] == "SwinIR-LTE"
+        and cases["render_x4_swinir_lte_div2k"]["spec"]["name"] == "lte"
+    )
 
 
 def test_markdown_table_names_the_command_and_is_not_compared_on_cpu(small_run):

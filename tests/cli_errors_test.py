@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from liif_jax import convert, demo, evaluate, report, train_lib
-from liif_jax.checkpoints import save_model
-from liif_jax.state_dict import official_state_dict
+from liif_jax import convert, demo, evaluate
+from liif_jax.evaluation import report
+from liif_jax.formats.checkpoints import save_model
+from liif_jax.formats.pth import save_pth
+from liif_jax.formats.state_dict import official_state_dict
 from liif_jax.models import build_model
-from liif_jax.pth import save_pth
+from liif_jax.training import trainer
 
 TINY_SPEC = {
     "name": "liif",
@@ -63,7 +65,10 @@ def photo(tmp_path) -> pathlib.Path:
         (["--scale", "inf"], "--scale must be a positive number, got inf"),
         (["--scale", "nan"], "--scale must be a positive number, got nan"),
         (["--scale", "1e200"], "over the limit of 134217728; raise it with --max-pixels"),
-        (["--resolution", "100000,100000"], "--resolution: the output is 100000x100000 = 10000000000 pixels, over the limit"),
+        (
+            ["--resolution", "100000,100000"],
+            "--resolution: the output is 100000x100000 = 10000000000 pixels, over the limit",
+        ),
         (["--resolution", "400000,400000", "--max-pixels", str(10**12)], "GiB of memory, and"),
         (["--scale", "2", "--max-pixels", "0"], "--max-pixels must be a positive integer, got 0"),
         (["--scale", "2", "--step", "-1"], "--step must be a checkpoint step (>= 0), got -1"),
@@ -103,9 +108,15 @@ def test_non_finite_and_hostile_checkpoints_end_demo_and_convert_in_one_line(tmp
     one_error_line(capsys, 1, "holds NaN or Inf values")
     assert not (tmp_path / "converted").exists()
 
-    spec = {**TINY_SPEC, "args": {**TINY_SPEC["args"], "encoder_spec": {"name": "edsr-baseline", "args": {"n_feats": 10**6}}}}
+    spec = {
+        **TINY_SPEC,
+        "args": {**TINY_SPEC["args"], "encoder_spec": {"name": "edsr-baseline", "args": {"n_feats": 10**6}}},
+    }
     save_pth(tmp_path / "spec.pth", {"model": {**spec, "sd": {}}})
-    assert demo.main(["--input", str(photo), "--model", str(tmp_path / "spec.pth"), "--scale", "2", "--output", str(out)]) == 1
+    assert (
+        demo.main(["--input", str(photo), "--model", str(tmp_path / "spec.pth"), "--scale", "2", "--output", str(out)])
+        == 1
+    )
     one_error_line(capsys, 1, "spec.pth: model spec.args.encoder_spec.args.n_feats must be an integer in [1, 1024]")
 
     ok = tmp_path / "ok"
@@ -136,16 +147,31 @@ def test_evaluate_checks_outputs_and_every_image_header_before_the_model(tmp_pat
     assert "missing.pth" not in line
 
 
-def test_evaluate_saves_results_as_it_goes_and_prints_the_table_when_json_fails(tmp_path, photo, tiny, capsys, monkeypatch):
+def test_evaluate_saves_results_as_it_goes_and_prints_the_table_when_json_fails(
+    tmp_path, photo, tiny, capsys, monkeypatch
+):
     ckpt = save_model(tmp_path / "ckpt", TINY_SPEC, tiny[1])
     hr = tmp_path / "hr"
     hr.mkdir()
     shutil.copy(photo, hr / "a.png")
     shutil.copy(photo, hr / "b.png")
-    argv = ["--model", str(ckpt), "--hr-dir", str(hr), "--scale", "2", "--protocol", "plain", "--json", str(tmp_path / "r.json")]
+    argv = [
+        "--model",
+        str(ckpt),
+        "--hr-dir",
+        str(hr),
+        "--scale",
+        "2",
+        "--protocol",
+        "plain",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     data = (hr / "b.png").read_bytes()
     (hr / "b.png").write_bytes(data[: len(data) - 40])  # the header reads; the pixels do not
-    line = one_error_line(capsys, evaluate.main(argv), "b.png", f"(the 1 results before it are in {tmp_path / 'r.json'})")
+    line = one_error_line(
+        capsys, evaluate.main(argv), "b.png", f"(the 1 results before it are in {tmp_path / 'r.json'})"
+    )
     assert [r["name"] for r in json.loads((tmp_path / "r.json").read_text())["images"]] == ["a.png"], line
 
     (hr / "b.png").write_bytes(data)
@@ -157,7 +183,9 @@ def test_evaluate_saves_results_as_it_goes_and_prints_the_table_when_json_fails(
     assert evaluate.main(argv) == 1
     out = capsys.readouterr()
     assert "| x2 |" in out.out  # the table
-    assert out.err.strip().splitlines() == [f"error: cannot write --json {tmp_path / 'r.json'}: [Errno 28] No space left on device"]
+    assert out.err.strip().splitlines() == [
+        f"error: cannot write --json {tmp_path / 'r.json'}: [Errno 28] No space left on device"
+    ]
 
 
 def tiny_config(**overrides):
@@ -166,27 +194,32 @@ def tiny_config(**overrides):
     return make(**overrides)
 
 
-@pytest.mark.parametrize("key, value", [("num_steps", -5), ("num_steps", 0), ("log_every_steps", 0),
-                                        ("model.args.encoder_spec.args.n_resblocks", 10**7)])
+@pytest.mark.parametrize(
+    "key, value",
+    [("num_steps", -5), ("num_steps", 0), ("log_every_steps", 0), ("model.args.encoder_spec.args.n_resblocks", 10**7)],
+)
 def test_train_refuses_a_config_that_cannot_train_before_touching_the_workdir(tmp_path, key, value):
     with pytest.raises(ValueError, match=key.split(".")[-1]):
-        train_lib.train_and_evaluate(tiny_config(**{key: value}), tmp_path / "wd")
+        trainer.train_and_evaluate(tiny_config(**{key: value}), tmp_path / "wd")
     assert not (tmp_path / "wd").exists()
 
 
 def test_train_refuses_a_params_only_checkpoint_and_a_restore_that_does_not_fit(tmp_path, tiny):
     save_model(tmp_path / "exported", TINY_SPEC, tiny[1])
     for workdir in (tmp_path / "exported", tmp_path / "exported" / "0"):
-        with pytest.raises(train_lib.TrainingError, match=r"holds a params-only checkpoint \(python -m liif_jax.convert "
-                                                          r"made it; use it with demo or evaluate\)"):
-            train_lib.train_and_evaluate(tiny_config(num_steps=1), workdir)
+        with pytest.raises(
+            trainer.TrainingError,
+            match=r"holds a params-only checkpoint \(python -m liif_jax.convert "
+            r"made it; use it with demo or evaluate\)",
+        ):
+            trainer.train_and_evaluate(tiny_config(num_steps=1), workdir)
     assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["0"]
 
     run = tmp_path / "run"
-    train_lib.train_and_evaluate(tiny_config(num_steps=1, eval_every_steps=1000, **{"final_eval.scales": ()}), run)
+    trainer.train_and_evaluate(tiny_config(num_steps=1, eval_every_steps=1000, **{"final_eval.scales": ()}), run)
     (run / "config.json").unlink()  # as when a user copies checkpoints around
     other = tiny_config(num_steps=2, **{"model.args.imnet_spec.args.hidden_list": (32,)})
-    with pytest.raises(train_lib.TrainingError) as info:
-        train_lib.train_and_evaluate(other, run)
+    with pytest.raises(trainer.TrainingError) as info:
+        trainer.train_and_evaluate(other, run)
     assert str(info.value).startswith(f"cannot resume from {run / 'checkpoints' / '1'}") and "\n" not in str(info.value)
     assert not (run / "config.json").exists()  # so the right model can still resume here

@@ -24,11 +24,20 @@ def test_our_side_times_the_training_step_and_the_render(monkeypatch):
 def test_table_gives_the_speed_up_as_official_over_ours():
     cmp = load_script()
     ms = lambda v: {"ms": v, "ms_min": v, "steps": 3}
-    out = {"device_kind": "cpu", "size": "small", "command": "python experiments/compare_official.py", "date": "d",
-           "jax_version": "j", "host_cpus": 2, "sizes": cmp.SIZES["small"],
-           "official": {"torch_version": "t", "device": "cpu", "train_step": ms(100.0), "render_x4": ms(30.0)},
-           "ours": {"float32": {"train_step": ms(50.0), "render_x4": ms(10.0)},
-                    "bfloat16": {"train_step": ms(200.0), "render_x4": ms(60.0)}}}
+    out = {
+        "device_kind": "cpu",
+        "size": "small",
+        "command": "python experiments/compare_official.py",
+        "date": "d",
+        "jax_version": "j",
+        "host_cpus": 2,
+        "sizes": cmp.SIZES["small"],
+        "official": {"torch_version": "t", "device": "cpu", "train_step": ms(100.0), "render_x4": ms(30.0)},
+        "ours": {
+            "float32": {"train_step": ms(50.0), "render_x4": ms(10.0)},
+            "bfloat16": {"train_step": ms(200.0), "render_x4": ms(60.0)},
+        },
+    }
     text = cmp.markdown(out)
     assert "| train step, model only | 100.0 ms | 50.0 ms | 200.0 ms | 2.00x / 0.50x |" in text
     assert "| render x4, 64x96 -> 256x384 | 30.0 ms | 10.0 ms | 60.0 ms | 3.00x / 0.50x |" in text

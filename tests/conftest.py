@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import pathlib
+import sys
 import types
 
 # The tests run on the CPU. With libtpu or the CUDA plugin installed (the aot extras) and no such
@@ -20,15 +21,19 @@ TESTS = pathlib.Path(__file__).resolve().parent
 REFERENCE_DIR = pathlib.Path(os.environ.get("LIIF_REFERENCE_DIR") or TESTS / "data" / "reference").resolve()
 TFDS_DIR = TESTS / "data" / "tfds"  # tiny_div2k_like: see tests/data/tfds/README.md
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# The experiments' analysis tools (experiments/xla_tools), which their tests import.
+sys.path.insert(0, str(REPO / "experiments"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if not REFERENCE_DIR.is_dir():
-        raise pytest.UsageError(f"LIIF_REFERENCE_DIR={REFERENCE_DIR} is not a folder; unset it for tests/data/reference")
+        raise pytest.UsageError(
+            f"LIIF_REFERENCE_DIR={REFERENCE_DIR} is not a folder; unset it for tests/data/reference"
+        )
 
 
 def load_module(path: pathlib.Path) -> types.ModuleType:
-    """A Python file that is not in a package (experiments/*.py, experiments/configs/*.py) as a module."""
+    """A Python file that is not in a package (experiments/*.py, liif_jax/configs/*.py) as a module."""
     spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

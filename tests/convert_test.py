@@ -11,10 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import reference
-from liif_jax import convert, pth, state_dict
-from liif_jax.checkpoints import load_model, save_model
+from liif_jax import convert
+from liif_jax.formats import pth, state_dict
+from liif_jax.formats.checkpoints import load_model, save_model
 from liif_jax.models import build_model
+
+import reference
 
 
 def test_pth_gives_the_params_and_output_of_its_npz_twin():
@@ -163,9 +165,9 @@ def test_convert_cli_exports_params_only_from_a_training_workdir(tmp_path):
     sys.path.insert(0, str(pathlib.Path(__file__).parent))
     from train_test import tiny_config
 
-    from liif_jax import train_lib
+    from liif_jax.training import trainer
 
-    train_lib.train_and_evaluate(tiny_config(num_steps=4), tmp_path / "run")
+    trainer.train_and_evaluate(tiny_config(num_steps=4), tmp_path / "run")
     assert convert.main([str(tmp_path / "run"), str(tmp_path / "export"), "--step", "4"]) == 0
     assert sorted(p.name for p in (tmp_path / "export" / "0").iterdir() if p.is_dir()) == ["meta", "params"]
     m1, p1 = load_model(tmp_path / "run")
@@ -242,8 +244,9 @@ def test_convert_cli_exports_a_checkpoint_to_pth_and_refuses_what_it_cannot(tmp_
 
 def test_pth_writer_names_only_what_torch_load_allows(tmp_path):
     """`torch.load(weights_only=True)` accepts only a few globals; the writer names no others."""
-    import ml_dtypes
     import pickletools
+
+    import ml_dtypes
 
     arrays = {
         "f32": np.arange(12, dtype=np.float32).reshape(3, 4).T,  # not contiguous
@@ -264,8 +267,14 @@ def test_pth_writer_names_only_what_torch_load_allows(tmp_path):
         names = {arg for op, arg, _ in pickletools.genops(z.read("archive/data.pkl")) if op.name == "GLOBAL"}
         for info in z.infolist():  # storages at multiples of 64 bytes, as torch writes them (mmap=True)
             assert (info.header_offset + 30 + len(info.filename) + len(info.extra)) % 64 == 0
-    assert names == {"torch._utils _rebuild_tensor_v2", "collections OrderedDict", "torch FloatStorage",
-                     "torch HalfStorage", "torch BFloat16Storage", "torch LongStorage"}
+    assert names == {
+        "torch._utils _rebuild_tensor_v2",
+        "collections OrderedDict",
+        "torch FloatStorage",
+        "torch HalfStorage",
+        "torch BFloat16Storage",
+        "torch LongStorage",
+    }
 
 
 @pytest.mark.parametrize("value", [np.float32(1.0), np.zeros(2, np.complex64), b"bytes", {1, 2}, jnp.zeros(2)])

@@ -10,10 +10,11 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
+from liif_jax.data import pipeline, sources, wrappers
+from liif_jax.data.imaging import ImageError, denormalize, resize_bicubic
+from liif_jax.models.coords import make_cell, make_coord
+
 from conftest import TFDS_DIR
-from liif_jax import pipeline, sources, wrappers
-from liif_jax.coords import make_cell, make_coord
-from liif_jax.imaging import ImageError, denormalize, resize_bicubic
 
 # ---------------------------------------------------------------------------------------------
 # Helpers: images whose pixels encode their own position, and the inverse of the augmentation.
@@ -149,11 +150,11 @@ def test_paired_random_crop_aligns_lr_and_hr():
         assert float(out["scale"]) == 4.0 and out["inp"].shape == (12, 12, 3)
         i, j = check_queries(out, (48, 48), 300)
         gt = to_u8(out["gt"])
-        (flips, x1, y1), = fit_crop(i, j, gt[:, 0], gt[:, 1], 48)
+        ((flips, x1, y1),) = fit_crop(i, j, gt[:, 0], gt[:, 1], 48)
         inp = to_u8(out["inp"]).reshape(-1, 3)
         np.testing.assert_array_equal(inp[:, 2], (7 * inp[:, 0] + 13 * inp[:, 1] + 99) % 256)
         li, lj = np.divmod(np.arange(144), 12)
-        (lr_flips, x0, y0), = fit_crop(li, lj, inp[:, 0], inp[:, 1], 12)
+        ((lr_flips, x0, y0),) = fit_crop(li, lj, inp[:, 0], inp[:, 1], 12)
         assert lr_flips == flips and (x1, y1) == (4 * x0, 4 * y0)
         assert 0 <= x0 <= 50 - 12 and 0 <= y0 <= 40 - 12
         seen.add(flips)
@@ -222,7 +223,11 @@ def test_batches_shape_and_seed_determinism():
     a, b, c = train_iter(0), train_iter(0), train_iter(1)
     ra, rb, rc = take(a, 5), take(b, 5), take(c, 5)
     assert {k: v.shape for k, v in ra[0].items()} == {
-        "inp": (4, 8, 8, 3), "coord": (4, 64, 2), "cell": (4, 64, 2), "gt": (4, 64, 3), "scale": (4,)
+        "inp": (4, 8, 8, 3),
+        "coord": (4, 64, 2),
+        "cell": (4, 64, 2),
+        "gt": (4, 64, 3),
+        "scale": (4,),
     }
     assert_same(ra, rb)
     assert differs(ra, rc)
@@ -318,10 +323,19 @@ def test_any_rows_of_the_global_batch_and_resume_under_another_layout():
 def test_val_batches_are_full_and_padding_is_weighted_out_on_any_layout():
     """10 crops in global batches of 4: 3 batches, the last with 2 padding examples of weight 0,
     which each process gets as full local batches whatever the number of processes."""
-    one = list(pipeline.make_val_dataset(id_source(5), 4, transform=TagIndex(), first_k=None, repeat=2,
-                                         shard_index=0, shard_count=1))
-    halves = [list(pipeline.make_val_dataset(id_source(5), 4, transform=TagIndex(), first_k=None, repeat=2,
-                                             shard_index=p, shard_count=2)) for p in range(2)]
+    one = list(
+        pipeline.make_val_dataset(
+            id_source(5), 4, transform=TagIndex(), first_k=None, repeat=2, shard_index=0, shard_count=1
+        )
+    )
+    halves = [
+        list(
+            pipeline.make_val_dataset(
+                id_source(5), 4, transform=TagIndex(), first_k=None, repeat=2, shard_index=p, shard_count=2
+            )
+        )
+        for p in range(2)
+    ]
     assert [b["weight"].tolist() for b in one] == [[1] * 4, [1] * 4, [1, 1, 0, 0]]
     for step, batch in enumerate(one):
         for key in ("id", "weight"):
@@ -532,8 +546,9 @@ def celeba_like(tmp_path, n: int = 5, lr: int = 8, hr: int = 32):
 
 def test_paired_folders_by_split_file_with_a_shared_bin_cache(tmp_path):
     split = celeba_like(tmp_path)
-    src = sources.PairedImageFolders(tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="train",
-                                  cache="bin", cache_dir=tmp_path / "cache")
+    src = sources.PairedImageFolders(
+        tmp_path / "lr", tmp_path / "hr", split_file=split, split_key="train", cache="bin", cache_dir=tmp_path / "cache"
+    )
     assert len(src) == 5 and src.describe(0).endswith("4.png")
     assert isinstance(src[0]["hr"], np.memmap)
     np.testing.assert_array_equal(src[0]["hr"], position_image(32, 32, tag=4))
@@ -562,7 +577,8 @@ def test_uniform_varied_flip_gt_resize_and_sampling():
     flips = set()
     for seed in range(8):
         out = wrappers.UniformVariedResize(8, 32, augment=True, gt_resize=16, sample_q=100).positional_map(
-            {"lr": lr, "hr": hr}, 1.0, np.random.default_rng(seed))
+            {"lr": lr, "hr": hr}, 1.0, np.random.default_rng(seed)
+        )
         i, j = check_queries(out, (16, 16), 100)
         flipped = not np.array_equal(to_u8(out["inp"]), lr)
         if flipped:
@@ -587,7 +603,7 @@ def test_uniform_varied_in_a_pipeline_sizes_targets_by_source_index(tmp_path):
 
 
 def test_registry_wrappers_have_the_official_defaults():
-    from liif_jax import datasets
+    from liif_jax.data import datasets
 
     down = datasets.make_wrapper({"name": "sr-implicit-downsampled", "args": {"scale_min": 2}})
     assert (down.inp_size, down.scale_min, down.scale_max, down.augment, down.sample_q) == (None, 2, 2, False, None)

@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from liif_jax import evaluate
+from liif_jax.data import imaging, sources
+from liif_jax.data.imaging import ImageError, resize_bicubic, to_float01
+from liif_jax.evaluation import metrics, report
+from liif_jax.formats.checkpoints import save_model
+from liif_jax.formats.pth import save_pth
+from liif_jax.models import build_model
+
 import reference
 from conftest import TFDS_DIR
-from liif_jax import evaluate, imaging, metrics, report, sources
-from liif_jax.checkpoints import save_model
-from liif_jax.imaging import ImageError, resize_bicubic, to_float01
-from liif_jax.models import build_model
-from liif_jax.pth import save_pth
 
 TINY_SPEC = {
     "name": "liif",
@@ -114,7 +117,19 @@ def test_cli_on_official_pth_paired_benchmark(tmp_path, capsys, benchmark_x4, be
     lr_dir, hr_dir = benchmark_dirs
     out_json = tmp_path / "res.json"
     rc, out, err = run_cli(
-        capsys, "--model", pth, "--hr-dir", hr_dir, "--lr-dir", lr_dir, "--scale", "4", "--protocol", "benchmark", "--json", out_json
+        capsys,
+        "--model",
+        pth,
+        "--hr-dir",
+        hr_dir,
+        "--lr-dir",
+        lr_dir,
+        "--scale",
+        "4",
+        "--protocol",
+        "benchmark",
+        "--json",
+        out_json,
     )
     assert rc == 0, err
     res = json.loads(out_json.read_text())
@@ -134,7 +149,18 @@ def test_cli_module_on_a_training_workdir(tmp_path, div2k_x3):
     save_model(tmp_path / "work" / "checkpoints", spec, params, step=7)
     write_png(tmp_path / "hr" / "0801.png", arrs["hr_u8"])
     out_json = tmp_path / "res.json"
-    argv = ["--model", tmp_path / "work", "--hr-dir", tmp_path / "hr", "--scale", "3", "--protocol", "div2k", "--json", out_json]
+    argv = [
+        "--model",
+        tmp_path / "work",
+        "--hr-dir",
+        tmp_path / "hr",
+        "--scale",
+        "3",
+        "--protocol",
+        "div2k",
+        "--json",
+        out_json,
+    ]
     env = {**os.environ, "JAX_DEFAULT_MATMUL_PRECISION": "highest"}
     proc = subprocess.run(
         [sys.executable, "-m", "liif_jax.evaluate", *map(str, argv)], cwd=ROOT, env=env, capture_output=True, text=True
@@ -167,8 +193,19 @@ def test_multi_scale_cli_writes_json_crops_and_plot(tmp_path, capsys, tiny, tiny
     write_png(tmp_path / "hr" / "b.png", hr[:60, :75])
     out_json, shots = tmp_path / "out" / "res.json", tmp_path / "shots"
     rc, out, err = run_cli(
-        capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2,3", "--protocol", "div2k",
-        "--json", out_json, "--save-images", shots,
+        capsys,
+        "--model",
+        tiny_ckpt,
+        "--hr-dir",
+        tmp_path / "hr",
+        "--scale",
+        "2,3",
+        "--protocol",
+        "div2k",
+        "--json",
+        out_json,
+        "--save-images",
+        shots,
     )
     assert rc == 0, err
     res = json.loads(out_json.read_text())
@@ -178,7 +215,13 @@ def test_multi_scale_cli_writes_json_crops_and_plot(tmp_path, capsys, tiny, tiny
     assert res["mean_psnr"] == res["scales"]["2"]["psnr"]
     assert [(i["name"], i["scale"]) for i in res["images"]] == [("a.png", 2), ("a.png", 3), ("b.png", 2), ("b.png", 3)]
     assert res["scales"]["3"]["psnr"] == pytest.approx(np.mean([i["psnr"] for i in res["images"] if i["scale"] == 3]))
-    assert sorted(p.name for p in shots.iterdir()) == ["a_x2.png", "a_x3.png", "b_x2.png", "b_x3.png", "psnr_vs_scale.png"]
+    assert sorted(p.name for p in shots.iterdir()) == [
+        "a_x2.png",
+        "a_x3.png",
+        "b_x2.png",
+        "b_x3.png",
+        "psnr_vs_scale.png",
+    ]
     assert Image.open(shots / "b_x3.png").size == (3 * 75 + 2 * report.PANEL_GAP, 60 + report.LABEL_HEIGHT)
     assert "[2/2] b.png x3" in out and "running mean x3" in out and "| x2 |" in out and "| x3 |" in out
     # The library call gives the same numbers, whatever the query chunk size.
@@ -203,8 +246,23 @@ def test_non_integer_scale_needs_the_plain_protocol(tiny, div2k_x3):
 def test_tfds_paired_set(tmp_path, capsys, tiny, tiny_ckpt):
     out_json = tmp_path / "res.json"
     rc, out, err = run_cli(
-        capsys, "--model", tiny_ckpt, "--tfds", "tiny_div2k_like", "--tfds-data-dir", TFDS_DIR,
-        "--split", "validation", "--tfds-lr-key", "lr", "--scale", "4", "--protocol", "benchmark", "--json", out_json,
+        capsys,
+        "--model",
+        tiny_ckpt,
+        "--tfds",
+        "tiny_div2k_like",
+        "--tfds-data-dir",
+        TFDS_DIR,
+        "--split",
+        "validation",
+        "--tfds-lr-key",
+        "lr",
+        "--scale",
+        "4",
+        "--protocol",
+        "benchmark",
+        "--json",
+        out_json,
     )
     assert rc == 0, err
     res = json.loads(out_json.read_text())
@@ -230,13 +288,25 @@ def assert_clean_error(rc: int, err: str, *needles: str) -> None:
 @pytest.mark.parametrize("text", ["abc", "0", "2,,3", "", "-2", "nan", "4x"])
 def test_bad_scale_text(tmp_path, capsys, text):
     write_png(tmp_path / "hr" / "a.png", np.zeros((40, 40, 3), np.uint8))
-    rc, _, err = run_cli(capsys, "--model", tmp_path / "none", "--hr-dir", tmp_path / "hr", "--scale", text, "--protocol", "plain")
+    rc, _, err = run_cli(
+        capsys, "--model", tmp_path / "none", "--hr-dir", tmp_path / "hr", "--scale", text, "--protocol", "plain"
+    )
     assert_clean_error(rc, err, "--scale", repr(text))
 
 
 def test_lr_dir_with_several_scales(tmp_path, capsys):
     rc, _, err = run_cli(
-        capsys, "--model", tmp_path / "none", "--hr-dir", tmp_path, "--lr-dir", tmp_path, "--scale", "2,4", "--protocol", "div2k"
+        capsys,
+        "--model",
+        tmp_path / "none",
+        "--hr-dir",
+        tmp_path,
+        "--lr-dir",
+        tmp_path,
+        "--scale",
+        "2,4",
+        "--protocol",
+        "div2k",
     )
     assert_clean_error(rc, err, "--lr-dir", "--scale 2,4")
 
@@ -244,7 +314,9 @@ def test_lr_dir_with_several_scales(tmp_path, capsys):
 def test_hr_folder_without_images(tmp_path, capsys, tiny_ckpt):
     (tmp_path / "hr").mkdir()
     (tmp_path / "hr" / "notes.txt").write_text("no images here")
-    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "4", "--protocol", "div2k")
+    rc, _, err = run_cli(
+        capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "4", "--protocol", "div2k"
+    )
     assert_clean_error(rc, err, str(tmp_path / "hr"))
 
 
@@ -253,7 +325,17 @@ def test_unpaired_names(tmp_path, capsys, tiny_ckpt):
     write_png(tmp_path / "hr" / "0801.png", img)
     write_png(tmp_path / "lr" / "0802x4.png", img[:10, :10])
     rc, _, err = run_cli(
-        capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--lr-dir", tmp_path / "lr", "--scale", "4", "--protocol", "div2k"
+        capsys,
+        "--model",
+        tiny_ckpt,
+        "--hr-dir",
+        tmp_path / "hr",
+        "--lr-dir",
+        tmp_path / "lr",
+        "--scale",
+        "4",
+        "--protocol",
+        "div2k",
     )
     assert_clean_error(rc, err, "0802x4.png")
 
@@ -262,14 +344,26 @@ def test_lr_size_not_fitting_the_scale(tmp_path, capsys, tiny_ckpt):
     hr = write_png(tmp_path / "hr" / "a.png", np.zeros((100, 100, 3), np.uint8))
     lr = write_png(tmp_path / "lr" / "ax4.png", np.zeros((30, 30, 3), np.uint8))
     rc, _, err = run_cli(
-        capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--lr-dir", tmp_path / "lr", "--scale", "4", "--protocol", "plain"
+        capsys,
+        "--model",
+        tiny_ckpt,
+        "--hr-dir",
+        tmp_path / "hr",
+        "--lr-dir",
+        tmp_path / "lr",
+        "--scale",
+        "4",
+        "--protocol",
+        "plain",
     )
     assert_clean_error(rc, err, str(hr), str(lr), "30x30", "100x100", "scale 4")
 
 
 def test_image_smaller_than_the_shave_border(tmp_path, capsys, tiny_ckpt):
     small = write_png(tmp_path / "hr" / "small.png", np.zeros((20, 40, 3), np.uint8))
-    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "4", "--protocol", "div2k")
+    rc, _, err = run_cli(
+        capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "4", "--protocol", "div2k"
+    )
     assert_clean_error(rc, err, str(small), "too small")
 
 
@@ -291,8 +385,18 @@ def test_celebahq_split_of_paired_folders(tmp_path, capsys, tiny_ckpt):
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": ["00000.jpg"], "val": ["00002.jpg", "00001.jpg"]}))
     out_json = tmp_path / "r.json"
-    common = ("--model", tiny_ckpt, "--hr-dir", tmp_path / "256", "--lr-dir", tmp_path / "32", "--scale", "4",
-              "--protocol", "plain")
+    common = (
+        "--model",
+        tiny_ckpt,
+        "--hr-dir",
+        tmp_path / "256",
+        "--lr-dir",
+        tmp_path / "32",
+        "--scale",
+        "4",
+        "--protocol",
+        "plain",
+    )
     rc, _, err = run_cli(capsys, *common, "--split-file", split, "--split-key", "val", "--json", out_json)
     assert rc == 0, err
     assert [r["name"] for r in json.loads(out_json.read_text())["images"]] == ["00002.jpg", "00001.jpg"]
@@ -354,18 +458,35 @@ def test_official_celebahq_test_config_infers_the_scale_and_measures_all_pixels(
     )
     test = evaluate.read_official_test_config(config)
     assert (test.scale, test.protocol, test.names, test.batch_queries) == (8, "plain", ["00001.jpg"], 30000)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["256", "32", "split.json", "test-celebAHQ-32-256.yaml"]  # no cache
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "256",
+        "32",
+        "split.json",
+        "test-celebAHQ-32-256.yaml",
+    ]  # no cache
 
 
-@pytest.mark.parametrize("body, needle", [
-    ("test_dataset: {}\n", "not an official test config"),
-    ("test_dataset:\n  dataset: {name: image-folder, args: {root_path: x}}\n  wrapper: {name: sr-implicit-downsampled, "
-     "args: {inp_size: 48, scale_min: 2}}\n" + NORM, "whole images"),
-    ("test_dataset:\n  dataset: {name: image-folder, args: {root_path: x}}\n  wrapper: {name: sr-implicit-downsampled, "
-     "args: {scale_min: 2}}\n", "data_norm"),
-    ("test_dataset:\n  dataset: {name: image-folder, args: {root_path: x}}\n  wrapper: {name: sr-implicit-downsampled, "
-     "args: {scale_min: 2}}\neval_type: urban-2\n" + NORM, "eval_type"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ("test_dataset: {}\n", "not an official test config"),
+        (
+            "test_dataset:\n  dataset: {name: image-folder, args: {root_path: x}}\n  wrapper: {name: sr-implicit-downsampled, "
+            "args: {inp_size: 48, scale_min: 2}}\n" + NORM,
+            "whole images",
+        ),
+        (
+            "test_dataset:\n  dataset: {name: image-folder, args: {root_path: x}}\n  wrapper: {name: sr-implicit-downsampled, "
+            "args: {scale_min: 2}}\n",
+            "data_norm",
+        ),
+        (
+            "test_dataset:\n  dataset: {name: image-folder, args: {root_path: x}}\n  wrapper: {name: sr-implicit-downsampled, "
+            "args: {scale_min: 2}}\neval_type: urban-2\n" + NORM,
+            "eval_type",
+        ),
+    ],
+)
 def test_bad_official_test_config_names_the_file(tmp_path, capsys, body, needle):
     config = tmp_path / "bad.yaml"
     config.write_text(body)
@@ -382,14 +503,40 @@ def test_center_crop_evaluates_the_middle_of_each_image(tmp_path, capsys, tiny_c
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
     write_png(tmp_path / "hr" / "a.png", img)
-    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--protocol", "plain",
-                         "--center-crop", "20", "--json", tmp_path / "r.json")
+    rc, _, err = run_cli(
+        capsys,
+        "--model",
+        tiny_ckpt,
+        "--hr-dir",
+        tmp_path / "hr",
+        "--scale",
+        "2",
+        "--protocol",
+        "plain",
+        "--center-crop",
+        "20",
+        "--json",
+        tmp_path / "r.json",
+    )
     assert rc == 0, err
     [result] = evaluate.evaluate(*tiny, [img[15:35, 25:45]], [2], "plain", progress=False)
     assert json.loads((tmp_path / "r.json").read_text())["mean_psnr"] == pytest.approx(result.psnr, abs=1e-9)
     assert imaging.center_crop(img, 100).shape == img.shape  # smaller images are kept whole
-    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--lr-dir", tmp_path / "hr",
-                         "--scale", "2", "--protocol", "plain", "--center-crop", "20")
+    rc, _, err = run_cli(
+        capsys,
+        "--model",
+        tiny_ckpt,
+        "--hr-dir",
+        tmp_path / "hr",
+        "--lr-dir",
+        tmp_path / "hr",
+        "--scale",
+        "2",
+        "--protocol",
+        "plain",
+        "--center-crop",
+        "20",
+    )
     assert_clean_error(rc, err, "--center-crop")
 
 
@@ -398,19 +545,35 @@ def test_tiles_give_the_whole_image_psnr(tmp_path, capsys, tiny_ckpt):
     write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8))
     psnrs = []
     for tile in (0, 7):
-        rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2.5", "--protocol",
-                             "plain", "--tile", tile, "--json", tmp_path / f"{tile}.json")
+        rc, _, err = run_cli(
+            capsys,
+            "--model",
+            tiny_ckpt,
+            "--hr-dir",
+            tmp_path / "hr",
+            "--scale",
+            "2.5",
+            "--protocol",
+            "plain",
+            "--tile",
+            tile,
+            "--json",
+            tmp_path / f"{tile}.json",
+        )
         assert rc == 0, err
         psnrs.append(json.loads((tmp_path / f"{tile}.json").read_text())["images"][0]["psnr"])
     assert psnrs[0] == pytest.approx(psnrs[1], abs=1e-4)
-    rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--protocol",
-                         "plain", "--tile", -1)
+    rc, _, err = run_cli(
+        capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--protocol", "plain", "--tile", -1
+    )
     assert rc == 1 and "--tile" in err
 
 
 def test_protocol_defaults_to_div2k_and_a_missing_scale_is_named(tmp_path, capsys, tiny_ckpt):
     write_png(tmp_path / "hr" / "a.png", np.random.default_rng(0).integers(0, 256, (36, 36, 3), dtype=np.uint8))
-    rc, out, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--json", tmp_path / "r.json")
+    rc, out, err = run_cli(
+        capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "2", "--json", tmp_path / "r.json"
+    )
     assert rc == 0, err
     assert "under protocol 'div2k'" in out
     rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--protocol", "div2k")

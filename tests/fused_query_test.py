@@ -6,13 +6,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import reference
-from liif_jax import fused_query, render
-from liif_jax.configs import liif_spec
+from liif_jax.configs.common import liif_spec
+from liif_jax.kernels import fused_query
 from liif_jax.models import build_model
+from liif_jax.render import render
 
-LIIF_VARIANTS = ["edsr_baseline_liif", "edsr_baseline_liif_no_cell", "edsr_baseline_liif_no_unfold",
-                 "edsr_baseline_liif_no_ensemble"]
+import reference
+
+LIIF_VARIANTS = [
+    "edsr_baseline_liif",
+    "edsr_baseline_liif_no_cell",
+    "edsr_baseline_liif_no_unfold",
+    "edsr_baseline_liif_no_ensemble",
+]
 
 
 @pytest.mark.parametrize("name", LIIF_VARIANTS)
@@ -21,7 +27,9 @@ def test_fused_query_matches_the_official_output_and_the_xla_decoder(name):
     grid = model.encode(params, jnp.asarray(reference.nhwc(ref["inp"])))
     fused = np.asarray(model.query_fused(params, grid, ref["coord"], ref["cell"]))
     np.testing.assert_allclose(fused, ref["out"], atol=1e-4, rtol=0)
-    np.testing.assert_allclose(fused, np.asarray(model.query(params, grid, ref["coord"], ref["cell"])), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        fused, np.asarray(model.query(params, grid, ref["coord"], ref["cell"])), atol=1e-5, rtol=0
+    )
 
 
 def tiny(hidden=(16, 32), **flags):
@@ -43,9 +51,12 @@ def test_fused_render_equals_the_xla_render_in_tiles(flags):
     out_hw = (47, 41)
     assert render.plan(model, inp.shape[1:3], out_hw, 8, "pallas").n_tiles == 20
     xla = render.render(model, params, inp, out_hw, tile=0, decoder="xla")
-    np.testing.assert_allclose(render.render(model, params, inp[:1], out_hw, tile=8, decoder="pallas"), xla[:1],
-                               atol=1e-5, rtol=0)
-    np.testing.assert_allclose(render.render(model, params, inp, out_hw, tile=0, decoder="pallas"), xla, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        render.render(model, params, inp[:1], out_hw, tile=8, decoder="pallas"), xla[:1], atol=1e-5, rtol=0
+    )
+    np.testing.assert_allclose(
+        render.render(model, params, inp, out_hw, tile=0, decoder="pallas"), xla, atol=1e-5, rtol=0
+    )
 
 
 def test_kernel_computes_the_documented_sum_for_the_valid_queries():
@@ -63,7 +74,9 @@ def test_kernel_computes_the_documented_sum_for_the_valid_queries():
         want += ((h @ layers[-1][0] + layers[-1][1]) * weights[k][:, None]).T
     got = np.asarray(fused_query.ensemble_mlp(table, index, terms, weights, w_terms, b0, layers, n_valid=37))
     np.testing.assert_allclose(got[:, :37], want[:, :37], atol=1e-5, rtol=1e-5)
-    bf16 = np.asarray(fused_query.ensemble_mlp(table, index, terms, weights, w_terms, b0, layers, compute_dtype=jnp.bfloat16))
+    bf16 = np.asarray(
+        fused_query.ensemble_mlp(table, index, terms, weights, w_terms, b0, layers, compute_dtype=jnp.bfloat16)
+    )
     assert 1e-4 < np.abs(bf16 - want).max() < 0.1 * np.abs(want).max()  # it ran in bf16, and bf16 has 8 mantissa bits
 
 
@@ -73,8 +86,17 @@ def test_the_fused_decoder_is_the_gpu_default_where_it_applies():
     assert render.resolve_decoder(liif_model, None, "cpu") == "xla"
     assert render.resolve_decoder(liif_model, None, "tpu") == "xla"
     odd = tiny(hidden=(20, 20))
-    metasr = build_model({"name": "metasr", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {
-        "n_resblocks": 1, "n_feats": 8, "no_upsampling": True}}}})
+    metasr = build_model(
+        {
+            "name": "metasr",
+            "args": {
+                "encoder_spec": {
+                    "name": "edsr-baseline",
+                    "args": {"n_resblocks": 1, "n_feats": 8, "no_upsampling": True},
+                }
+            },
+        }
+    )
     for model in (odd, metasr):  # no kernel: XLA by default, a clear error when asked for
         assert render.resolve_decoder(model, None, "gpu") == "xla"
         with pytest.raises(ValueError, match="decoder 'pallas'.*use decoder 'xla'"):
@@ -89,8 +111,19 @@ def test_an_edge_block_computes_its_own_pixels_only():
     grid = model.encode(params, inp)
     geometry = jnp.asarray(render.output_geometry((16, 16)))
     lattice = render.liif.lattice((9, 9))
-    rgb = np.asarray(render.query_block(model, params, grid, lattice, geometry, np.array([11, 16], np.int32),
-                                        np.array([9, 16], np.int32), (16, 16), 32))
+    rgb = np.asarray(
+        render.query_block(
+            model,
+            params,
+            grid,
+            lattice,
+            geometry,
+            np.array([11, 16], np.int32),
+            np.array([9, 16], np.int32),
+            (16, 16),
+            32,
+        )
+    )
     whole = render.render(model, params, np.asarray(inp), (16, 16), tile=0)
     np.testing.assert_allclose(rgb[0, :35].reshape(5, 7, 3), whole[0, 11:, 9:], atol=1e-6, rtol=0)
     assert rgb.shape == (1, 256, 3) and np.all(rgb[0, 64:] == 0) and np.any(rgb[0, 35:64] != 0)

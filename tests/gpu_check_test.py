@@ -9,9 +9,10 @@ import jax
 import numpy as np
 from PIL import Image
 
-from conftest import REPO, load_module
-from liif_jax.checkpoints import save_model
+from liif_jax.formats.checkpoints import save_model
 from liif_jax.models import build_model
+
+from conftest import REPO, load_module
 
 SPEC = {
     "name": "liif",
@@ -26,13 +27,29 @@ def test_dry_run_writes_every_result_into_one_folder(tmp_path):
     model = build_model(SPEC)
     ckpt = save_model(tmp_path / "ckpt", SPEC, model.init(jax.random.key(0)))
     (tmp_path / "hr").mkdir()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(tmp_path / "hr" / "a.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(
+        tmp_path / "hr" / "a.png"
+    )
     out = tmp_path / "out"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "OUT": str(out), "SMALL": "1", "PY": sys.executable,
-           "CASES": "render_x4_div2k", "WORKERS": "1", "MODEL": str(ckpt), "HR_DIR": str(tmp_path / "hr"),
-           "PREC_SCALES": "2", "BENCH_S": "500", "PROF_S": "500", "FUSED_S": "500", "PREC_S": "500"}  # a busy CPU compiles slowly
-    proc = subprocess.run(["bash", str(REPO / "experiments" / "gpu_check.sh")], env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "OUT": str(out),
+        "SMALL": "1",
+        "PY": sys.executable,
+        "CASES": "render_x4_div2k",
+        "WORKERS": "1",
+        "MODEL": str(ckpt),
+        "HR_DIR": str(tmp_path / "hr"),
+        "PREC_SCALES": "2",
+        "BENCH_S": "500",
+        "PROF_S": "500",
+        "FUSED_S": "500",
+        "PREC_S": "500",
+    }  # a busy CPU compiles slowly
+    proc = subprocess.run(
+        ["bash", str(REPO / "experiments" / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = (out / "summary.txt").read_text()
     for step in ("benchmark", "profile", "fused", "precision"):
@@ -57,11 +74,16 @@ def test_op_table_reads_device_op_lines_of_a_trace():
     meta = lambda pid, tid, kind, name: {"ph": "M", "pid": pid, "tid": tid, "name": kind, "args": {"name": name}}
     span = lambda pid, tid, name, dur: {"ph": "X", "pid": pid, "tid": tid, "name": name, "dur": dur}
     events = [
-        meta(1, None, "process_name", "/device:GPU:0"), meta(1, 7, "thread_name", "XLA Ops"),
-        meta(1, 8, "thread_name", "Stream #13(Compute)"), meta(2, None, "process_name", "/host:CPU"),
+        meta(1, None, "process_name", "/device:GPU:0"),
+        meta(1, 7, "thread_name", "XLA Ops"),
+        meta(1, 8, "thread_name", "Stream #13(Compute)"),
+        meta(2, None, "process_name", "/host:CPU"),
         meta(2, 9, "thread_name", "tf_XLAPjRtCpuClient/1"),
-        span(1, 7, "fusion.3", 30.0), span(1, 7, "fusion.3", 10.0), span(1, 7, "gemm.1", 60.0),
-        span(1, 8, "sm90_xmma_gemm", 55.0), span(2, 9, "host_thunk", 500.0),
+        span(1, 7, "fusion.3", 30.0),
+        span(1, 7, "fusion.3", 10.0),
+        span(1, 7, "gemm.1", 60.0),
+        span(1, 8, "sm90_xmma_gemm", 55.0),
+        span(2, 9, "host_thunk", 500.0),
     ]
     totals, source = profile.op_times(events)
     assert source == "device XLA Ops" and totals == {"fusion.3": [40.0, 2], "gemm.1": [60.0, 1]}

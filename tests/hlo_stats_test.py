@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from liif_jax import hlo_stats, hlo_text
+from xla_tools import hlo_stats, hlo_text
 
 S = jax.ShapeDtypeStruct
 
@@ -86,7 +86,9 @@ def test_a_counted_loop_runs_its_kernels_once_per_trip():
 
 
 def test_a_stated_trip_count_wins_and_an_unreadable_loop_is_reported():
-    stated = LOOP.replace("condition=%cond, body=%body", 'condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"9"}}')
+    stated = LOOP.replace(
+        "condition=%cond, body=%body", 'condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"9"}}'
+    )
     assert kernel(hlo_stats.analyze(stated), "y").launches == 9
     unreadable = LOOP.replace("%n = s32[] constant(12)", "%n = s32[] get-tuple-element(%q), index=0")
     stats = hlo_stats.analyze(unreadable)
@@ -116,7 +118,12 @@ def test_a_compiled_matmul_loop_and_convolution():
         y = jax.lax.fori_loop(0, 7, lambda i, c: jnp.tanh(c @ b), a)
         return y, jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    args = S((64, 128), jnp.float32), S((128, 128), jnp.float32), S((2, 32, 32, 8), jnp.float32), S((3, 3, 8, 16), jnp.float32)
+    args = (
+        S((64, 128), jnp.float32),
+        S((128, 128), jnp.float32),
+        S((2, 32, 32, 8), jnp.float32),
+        S((3, 3, 8, 16), jnp.float32),
+    )
     stats = hlo_stats.analyze(jax.jit(f).lower(*args).compile().as_text())
     conv_flops = 2 * (2 * 32 * 32 * 16) * (3 * 3 * 8)
     assert stats.flops == 7 * DOT_FLOPS + conv_flops

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from liif_jax import imaging
-from liif_jax.imaging import ImageError
+from liif_jax.data import imaging
+from liif_jax.data.imaging import ImageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that declares width x height pixels in a few dozen bytes (no pixel data)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -29,7 +30,7 @@ def _png_header(width: int, height: int) -> bytes:
 GS_CHECK = r"""
 import sys
 from PIL import Image
-from liif_jax import imaging
+from liif_jax.data import imaging
 try:
     imaging.load_rgb(sys.argv[1])
 except imaging.ImageError as err:
@@ -51,10 +52,14 @@ def test_a_disguised_eps_never_starts_ghostscript(tmp_path):
     bin_dir.mkdir()
     (bin_dir / "gs").write_text(f"#!/bin/sh\necho ran >> {marker}\nexit 0\n")
     (bin_dir / "gs").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
-    run = lambda mode: subprocess.run([sys.executable, "-c", GS_CHECK, str(evil), mode], env=env, capture_output=True,
-                                      text=True, timeout=60)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])),
+    }
+    run = lambda mode: subprocess.run(
+        [sys.executable, "-c", GS_CHECK, str(evil), mode], env=env, capture_output=True, text=True, timeout=60
+    )
     ours = run("ours")
     assert "refused: cannot read image" in ours.stdout and "PNG, JPEG, BMP, TIFF or WebP" in ours.stdout, ours.stderr
     assert not marker.exists()
@@ -65,8 +70,11 @@ def test_a_disguised_eps_never_starts_ghostscript(tmp_path):
 def test_pixel_limit_is_checked_from_the_header(tmp_path, monkeypatch):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(_png_header(100_000, 100_000))  # 10^10 pixels declared in 57 bytes
-    with pytest.raises(ImageError, match=r"bomb\.png' is 100000x100000 = 10000000000 pixels, over the limit of 134217728; "
-                                         r"raise it with --max-pixels"):
+    with pytest.raises(
+        ImageError,
+        match=r"bomb\.png' is 100000x100000 = 10000000000 pixels, over the limit of 134217728; "
+        r"raise it with --max-pixels",
+    ):
         imaging.load_rgb(bomb)
     with pytest.raises(ImageError, match="over the limit"):
         imaging.read_size(bomb)
@@ -101,7 +109,7 @@ def test_images_opened_by_many_threads_leave_pils_limit_as_it_was(tmp_path, monk
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: imaging.load_rgb(tmp_path / "a.png"), range(400)))
-    assert Image.MAX_IMAGE_PIXELS == before
+    assert before == Image.MAX_IMAGE_PIXELS
 
 
 def test_exif_orientation_is_not_applied_as_in_the_official_loader(tmp_path):

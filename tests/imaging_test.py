@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from liif_jax.data import imaging
+from liif_jax.data.imaging import ImageError
+
 import reference
-from liif_jax import imaging
-from liif_jax.imaging import ImageError
 
 
 def test_resize_matches_official_reference():
@@ -75,7 +76,9 @@ def test_load_rgb_converts_like_pil(tmp_path):
 def test_load_rgb_errors_name_the_file(tmp_path):
     with pytest.raises(ImageError, match="missing.png") as missing:
         imaging.load_rgb(tmp_path / "missing.png")
-    assert "no such image file" in str(missing.value) and "folder" not in str(missing.value)  # one file: no folder advice
+    assert "no such image file" in str(missing.value) and "folder" not in str(
+        missing.value
+    )  # one file: no folder advice
 
     (tmp_path / "garbage.png").write_bytes(b"not an image at all")
     with pytest.raises(ImageError, match="garbage.png"):

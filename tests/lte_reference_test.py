@@ -14,11 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from liif_jax import state_dict, swinir, train_lib
-from liif_jax.coords import make_cell, make_coord
-from liif_jax.models import LTE, build_model
-from liif_jax.pth import load_pth
-from liif_jax.spec import _encoder_params, check_spec
+from liif_jax.formats import state_dict
+from liif_jax.formats.pth import load_pth
+from liif_jax.models import LTE, build_model, swinir
+from liif_jax.models.coords import make_cell, make_coord
+from liif_jax.models.spec import _encoder_params, check_spec
+from liif_jax.training import trainer
 
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "lte_reference"
 ATOL = 2e-5  # observed: at most 3e-6
@@ -37,8 +38,11 @@ def arrays(name: str) -> dict[str, np.ndarray]:
 
 def official_sd(arrs: dict[str, np.ndarray], prefix: str = "param/") -> dict[str, np.ndarray]:
     """The state dict as LTE's module holds it (float16-grid weights widened to float32)."""
-    return {k[len(prefix):]: v.astype(np.float32) if v.dtype == np.float16 else v
-            for k, v in arrs.items() if k.startswith(prefix)}
+    return {
+        k[len(prefix) :]: v.astype(np.float32) if v.dtype == np.float16 else v
+        for k, v in arrs.items()
+        if k.startswith(prefix)
+    }
 
 
 @functools.cache
@@ -63,8 +67,11 @@ def _forward(model, params, inp, coord, cell, cell_clamp):
     """Encoder features, and queries with the cell as given and clamped, from one encoding."""
     feat = model.features(params, inp)
     grid = model.latents(params, feat)
-    return (feat[0] if isinstance(model, LTE) else feat, model.query(params, grid, coord, cell),
-            model.query(params, grid, coord, cell_clamp))
+    return (
+        feat[0] if isinstance(model, LTE) else feat,
+        model.query(params, grid, coord, cell),
+        model.query(params, grid, coord, cell_clamp),
+    )
 
 
 @pytest.mark.parametrize("name", FORWARD)
@@ -105,13 +112,13 @@ def test_one_training_step_matches_lte_code(name):
     model = build_model(manifest()[f"train_step_{name}"]["model_spec"])
     params = state_dict.params_from_state_dict(model, official_sd(ref))
     batch = {"inp": nhwc(ref["inp"]), "coord": ref["coord"], "cell": ref["cell"], "gt": ref["gt"]}
-    loss, grads = jax.jit(jax.value_and_grad(lambda p, b: train_lib.l1_loss(model, p, b)))(params, batch)
+    loss, grads = jax.jit(jax.value_and_grad(lambda p, b: trainer.l1_loss(model, p, b)))(params, batch)
     np.testing.assert_allclose(float(loss), float(ref["loss"]), rtol=1e-5)
     want = state_dict.params_from_state_dict(model, official_sd(ref, "grad/"))
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max()), grads, want)
-    tx = train_lib.optax.adam(1e-4, b1=0.9, b2=0.999, eps=1e-8)
-    state = train_lib.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-    step = jax.jit(lambda s, b: train_lib.train_step(model, tx, s, b))
+    tx = trainer.optax.adam(1e-4, b1=0.9, b2=0.999, eps=1e-8)
+    state = trainer.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+    step = jax.jit(lambda s, b: trainer.train_step(model, tx, s, b))
     new, step_loss = step(state, batch)  # training mode: drop_path_rate is 0 here
     assert float(step_loss) == pytest.approx(float(loss), rel=1e-6)
     after = state_dict.params_from_state_dict(model, official_sd(ref, "after/"))
@@ -124,7 +131,7 @@ def test_one_training_step_matches_lte_code(name):
 def test_official_pth_loads_and_exports_back_exactly(name, tmp_path):
     """A `.pth` saved as LTE's train.py saves it loads without torch (SwinIR's int64 and mask
     buffers included), and our export writes LTE's state dict back: every name, dtype and value."""
-    from liif_jax.checkpoints import load_model
+    from liif_jax.formats.checkpoints import load_model
 
     model, params = load_model(DATA / f"{name}.pth")
     _, ref_params, ref = load(name)
@@ -145,7 +152,9 @@ def test_buffers_are_checked_by_shape():
     model, _, ref = load("swinir_lte_w4")
     sd = official_sd(ref)
     sd["encoder.layers.0.residual_group.blocks.1.attn_mask"] = np.zeros((4, 16, 16), np.float32)
-    with pytest.raises(state_dict.CheckpointMismatchError, match=r"blocks\.1\.attn_mask: file \(4, 16, 16\), model \(16, 16, 16\)"):
+    with pytest.raises(
+        state_dict.CheckpointMismatchError, match=r"blocks\.1\.attn_mask: file \(4, 16, 16\), model \(16, 16, 16\)"
+    ):
         state_dict.params_from_state_dict(model, sd)
     del sd["encoder.layers.0.residual_group.blocks.1.attn_mask"]
     state_dict.params_from_state_dict(model, sd)
@@ -209,8 +218,9 @@ def test_swinir_refuses_an_input_too_small_to_pad():
         model.features(params, jnp.zeros((1, 3, 9, 3)))
 
 
-@pytest.mark.parametrize("name, scale", [("edsr_baseline_lte", 3), ("edsr_baseline_lte", 6), ("swinir_lte_w4", 3),
-                                         ("swinir_lte_w4", 6)])
+@pytest.mark.parametrize(
+    "name, scale", [("edsr_baseline_lte", 3), ("edsr_baseline_lte", 6), ("swinir_lte_w4", 3), ("swinir_lte_w4", 6)]
+)
 def test_demo_gives_the_png_of_lte_demo(name, scale, tmp_path):
     """`demo --scale S` on a .pth that LTE's code saved gives the PNG of LTE's own demo.py: its
     int(h S) x int(w S) output, its cell clamp at x6, SwinIR's padding of the 15x19 input to 16x20;
@@ -220,8 +230,21 @@ def test_demo_gives_the_png_of_lte_demo(name, scale, tmp_path):
     from liif_jax import demo
 
     out = tmp_path / "out.png"
-    assert demo.main(["--input", str(DATA / "demo_input.png"), "--model", str(DATA / f"{name}.pth"),
-                      "--scale", str(scale), "--output", str(out)]) == 0
+    assert (
+        demo.main(
+            [
+                "--input",
+                str(DATA / "demo_input.png"),
+                "--model",
+                str(DATA / f"{name}.pth"),
+                "--scale",
+                str(scale),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     ours = np.asarray(Image.open(out)).astype(int)
     theirs = np.asarray(Image.open(DATA / f"demo_{name}_x{scale}.png")).astype(int)
     assert ours.shape == theirs.shape == (15 * scale, 19 * scale, 3)
@@ -239,8 +262,9 @@ def test_evaluation_is_lte_test_py(name):
     ref = arrays(f"eval_{name}")
     model = build_model(entry["model_spec"])
     params = state_dict.params_from_state_dict(model, official_sd(ref))
-    got = evaluate.evaluate_one(model, params, ref["hr_u8"], None, 6, "div2k", window=entry["window"],
-                                scale_max=entry["scale_max"])
+    got = evaluate.evaluate_one(
+        model, params, ref["hr_u8"], None, 6, "div2k", window=entry["window"], scale_max=entry["scale_max"]
+    )
     np.testing.assert_array_equal(got.lr, np.round(ref["lr"].transpose(1, 2, 0) * 255).astype(np.uint8))
     np.testing.assert_allclose(got.pred, ref["pred"].transpose(1, 2, 0), atol=1e-5, rtol=0)
     assert got.psnr == pytest.approx(float(ref["psnr"]), abs=1e-4)
@@ -272,7 +296,7 @@ def test_tiled_lte_rendering_is_the_whole_images(out_hw):
     """EDSR-baseline-LTE tiles like LIIF: tiles of 8 input pixels (with the encoder's halo and the
     latents the ensemble and the bilinear sample of the input read) render the whole-image output;
     SwinIR is encoded whole whatever the tile (its padded map kept)."""
-    from liif_jax import render
+    from liif_jax.render import render
 
     inp = np.random.default_rng(0).uniform(-1, 1, (1, 40, 52, 3)).astype(np.float32)
     model, params, _ = load("edsr_baseline_lte")
@@ -284,8 +308,12 @@ def test_tiled_lte_rendering_is_the_whole_images(out_hw):
     assert render.plan(model, inp.shape[1:3], out_hw, 8).n_tiles == 1
     q = out_hw[0] * out_hw[1]  # the render equals one forward pass at every pixel centre
     full = model.apply(params, jnp.asarray(inp), make_coord(out_hw)[None], make_cell(out_hw, q)[None])
-    np.testing.assert_allclose(render.render(model, params, inp, out_hw, batch_queries=512, tile=8)[0],
-                               np.asarray(full).reshape(*out_hw, 3), atol=ATOL, rtol=0)  # jitted vs eager: 8e-6
+    np.testing.assert_allclose(
+        render.render(model, params, inp, out_hw, batch_queries=512, tile=8)[0],
+        np.asarray(full).reshape(*out_hw, 3),
+        atol=ATOL,
+        rtol=0,
+    )  # jitted vs eager: 8e-6
 
 
 def test_lte_queries_take_the_xla_path_and_swinir_liif_the_fused_kernel():
@@ -294,7 +322,7 @@ def test_lte_queries_take_the_xla_path_and_swinir_liif_the_fused_kernel():
     not, so LTE stays on the XLA path on every device and refuses the kernel by name. SwinIR-LIIF
     takes the kernel on GPUs, and it renders the XLA path's pixels on SwinIR's padded map, with and
     without the cell clamp (Pallas interpret mode on a CPU)."""
-    from liif_jax import render
+    from liif_jax.render import render
 
     for name in ("edsr_baseline_lte", "swinir_lte_w4"):
         model = load(name)[0]
@@ -305,6 +333,8 @@ def test_lte_queries_take_the_xla_path_and_swinir_liif_the_fused_kernel():
     assert render.resolve_decoder(model, None, "gpu") == "pallas"
     inp = np.random.default_rng(0).uniform(-1, 1, (1, 21, 27, 3)).astype(np.float32)  # padded to 24 x 32
     for cell_factor in (1.0, 1.5):
-        xla, fused = (render.render(model, params, inp, (50, 61), 256, tile=0, decoder=d, cell_factor=cell_factor)
-                      for d in ("xla", "pallas"))
+        xla, fused = (
+            render.render(model, params, inp, (50, 61), 256, tile=0, decoder=d, cell_factor=cell_factor)
+            for d in ("xla", "pallas")
+        )
         np.testing.assert_allclose(fused, xla, atol=1e-5, rtol=0)

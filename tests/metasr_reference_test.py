@@ -11,9 +11,10 @@ import pathlib
 import jax.numpy as jnp
 import numpy as np
 
-import reference
-from liif_jax.state_dict import params_from_state_dict
+from liif_jax.formats.state_dict import params_from_state_dict
 from liif_jax.models import MetaSR, build_model
+
+import reference
 
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "metasr_reference.npz"
 ATOL = 1e-5

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from liif_jax.evaluation.metrics import eval_type_to_protocol, psnr, shave_for
+
 import reference
-from liif_jax.metrics import eval_type_to_protocol, psnr, shave_for
 
 TOL_DB = 1e-3
 

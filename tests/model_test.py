@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from liif_jax.models import build_model, encoders
+
 import reference
-from liif_jax import encoders
-from liif_jax.models import build_model
 
 VARIANTS = [
     "edsr_baseline_liif",  # full LIIF
@@ -38,7 +38,9 @@ def test_encode_once_query_in_pieces_equals_one_pass():
     model, params, ref = reference.load("edsr_baseline_liif")
     grid = model.encode(params, jnp.asarray(reference.nhwc(ref["inp"])))
     n = ref["coord"].shape[1]
-    pieces = [model.query(params, grid, ref["coord"][:, s : s + 70], ref["cell"][:, s : s + 70]) for s in range(0, n, 70)]
+    pieces = [
+        model.query(params, grid, ref["coord"][:, s : s + 70], ref["cell"][:, s : s + 70]) for s in range(0, n, 70)
+    ]
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), ref["out"], atol=1e-4, rtol=0)
 
 
@@ -87,9 +89,13 @@ def test_encoder_spec_errors_are_clear():
     with pytest.raises(ValueError, match="unknown encoder 'vgg'"):
         encoders.make_encoder("vgg", {"no_upsampling": True})
     with pytest.raises(ValueError, match="unknown model"):
-        build_model({"name": "ltep", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True}}}})
+        build_model(
+            {"name": "ltep", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True}}}}
+        )
     with pytest.raises(ValueError, match="lte: needs an 'mlp' imnet_spec"):
-        build_model({"name": "lte", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True}}}})
+        build_model(
+            {"name": "lte", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True}}}}
+        )
 
 
 def test_init_follows_pytorch_default_bounds():
@@ -103,7 +109,12 @@ def test_init_follows_pytorch_default_bounds():
 
 
 def test_metasr_renders_any_scale():
-    spec = {"name": "metasr", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True, "n_resblocks": 2, "n_feats": 8}}}}
+    spec = {
+        "name": "metasr",
+        "args": {
+            "encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True, "n_resblocks": 2, "n_feats": 8}}
+        },
+    }
     model = build_model(spec)
     params = model.init(jax.random.key(1), 8)
     coord = jax.random.uniform(jax.random.key(2), (2, 50, 2), minval=-1, maxval=1)

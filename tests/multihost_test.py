@@ -16,20 +16,26 @@ import time
 
 import pytest
 
-from conftest import REPO
-
 STEPS = 12
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 TIMEOUT = 240  # seconds, for any one subprocess
 FLAGS = [
-    "--config", str(REPO / "experiments/configs/quickstart.py"),
-    "--config.model.args.encoder_spec.args.n_resblocks=1", "--config.model.args.encoder_spec.args.n_feats=8",
+    "--config",
+    "quickstart",
+    "--config.model.args.encoder_spec.args.n_resblocks=1",
+    "--config.model.args.encoder_spec.args.n_feats=8",
     "--config.model.args.imnet_spec.args.hidden_list=(16,)",
-    "--config.data.train.batch_size=8", "--config.data.val.batch_size=8",
-    "--config.data.train.wrapper.args.inp_size=16", "--config.data.train.wrapper.args.sample_q=64",
-    "--config.data.val.wrapper.args.inp_size=16", "--config.data.val.wrapper.args.sample_q=64",
-    f"--config.num_steps={STEPS}", "--config.log_every_steps=1", "--config.checkpoint_every_steps=3",
-    f"--config.eval_every_steps={STEPS}", "--config.final_eval.scales=()",
+    "--config.data.train.batch_size=8",
+    "--config.data.val.batch_size=8",
+    "--config.data.train.wrapper.args.inp_size=16",
+    "--config.data.train.wrapper.args.sample_q=64",
+    "--config.data.val.wrapper.args.inp_size=16",
+    "--config.data.val.wrapper.args.sample_q=64",
+    f"--config.num_steps={STEPS}",
+    "--config.log_every_steps=1",
+    "--config.checkpoint_every_steps=3",
+    f"--config.eval_every_steps={STEPS}",
+    "--config.final_eval.scales=()",
 ]
 
 
@@ -42,19 +48,25 @@ def free_port() -> int:
 def start(workdir, devices: int, *extra: str, log: str | None = None) -> subprocess.Popen:
     # Unoptimised XLA CPU code compiles in half the time; every layout runs the same flags.
     xla = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla,
-           # the resumed processes reuse the first ones' compiled steps (a quarter of the CPU time)
-           "JAX_COMPILATION_CACHE_DIR": str(workdir.parent / "jax_cache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-    out = open(workdir.parent / f"{log or workdir.name}.log", "w")
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": xla,
+        # the resumed processes reuse the first ones' compiled steps (a quarter of the CPU time)
+        "JAX_COMPILATION_CACHE_DIR": str(workdir.parent / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+    out = open(workdir.parent / f"{log or workdir.name}.log", "w")  # noqa: SIM115 (the child process writes it)
     cmd = [sys.executable, "-m", "liif_jax.train", "--workdir", str(workdir), *FLAGS, *extra]
     return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def two_processes(workdir, port: int, *extra: str, tag: str = "") -> list[subprocess.Popen]:
     cluster = ["--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2"]
-    return [start(workdir, 4, *cluster, "--process_id", str(i), *extra, log=f"{workdir.name}{tag}_p{i}")
-            for i in range(2)]
+    return [
+        start(workdir, 4, *cluster, "--process_id", str(i), *extra, log=f"{workdir.name}{tag}_p{i}") for i in range(2)
+    ]
 
 
 def finish(procs: list[subprocess.Popen], logs: list) -> None:
@@ -71,7 +83,10 @@ def finish(procs: list[subprocess.Popen], logs: list) -> None:
 
 def metrics(workdir) -> tuple[dict[int, float], dict[int, float]]:
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    return ({r["step"]: r["loss"] for r in rows if "loss" in r}, {r["step"]: r["val_psnr"] for r in rows if "val_psnr" in r})
+    return (
+        {r["step"]: r["loss"] for r in rows if "loss" in r},
+        {r["step"]: r["val_psnr"] for r in rows if "val_psnr" in r},
+    )
 
 
 def assert_close(a: dict[int, float], b: dict[int, float]) -> None:
@@ -87,7 +102,9 @@ def test_two_processes_match_one_and_resume_after_both_are_killed(tmp_path):
     try:
         deadline = time.time() + TIMEOUT
         while not (multi / "checkpoints" / "3" / "commit_success.txt").exists():
-            assert time.time() < deadline and all(p.poll() is None for p in procs), (tmp_path / "2x4_p0.log").read_text()[-3000:]
+            assert time.time() < deadline and all(p.poll() is None for p in procs), (
+                tmp_path / "2x4_p0.log"
+            ).read_text()[-3000:]
             time.sleep(0.02)
     finally:
         for p in procs:
@@ -115,9 +132,25 @@ def test_two_processes_match_one_and_resume_after_both_are_killed(tmp_path):
 def test_unreachable_coordinator_is_a_clear_error_in_bounded_time(tmp_path):
     t0 = time.time()
     out = subprocess.run(
-        [sys.executable, "-m", "liif_jax.train", "--workdir", str(tmp_path), "--coordinator_address",
-         f"127.0.0.1:{free_port()}", "--num_processes", "2", "--process_id", "1", "--initialization_timeout", "3"],
-        env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "liif_jax.train",
+            "--workdir",
+            str(tmp_path),
+            "--coordinator_address",
+            f"127.0.0.1:{free_port()}",
+            "--num_processes",
+            "2",
+            "--process_id",
+            "1",
+            "--initialization_timeout",
+            "3",
+        ],
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 1
     assert "error: cannot start the distributed run (127.0.0.1:" in out.stderr and "Traceback" not in out.stderr

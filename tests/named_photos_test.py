@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, load_module
-from liif_jax import datasets, named_photos
-from liif_jax.imaging import ImageError
+from liif_jax import configs
+from liif_jax.data import datasets, named_photos
+from liif_jax.data.imaging import ImageError
 
-CONFIG = REPO / "experiments" / "configs" / "photos-edsr-baseline-liif.py"
-SPLIT = REPO / "experiments" / "configs" / "splits" / "photos.json"
+from conftest import REPO
+
+CONFIG = REPO / "liif_jax" / "configs" / "photos_edsr_baseline_liif.py"
+SPLIT = REPO / "liif_jax" / "configs" / "splits" / "photos.json"
 
 
 def write(path, hw, value=0):
@@ -34,7 +36,9 @@ def test_shrink_resizes_the_listed_photos_as_pil_bicubic_never_enlarging(tmp_pat
     Image.fromarray(big).save(tmp_path / "big.png")
     write(tmp_path / "small.png", (10, 12))
     write(tmp_path / "other.png", (30, 40))
-    (tmp_path / "s.json").write_text(json.dumps({"train": ["big.png", "small.png", "other.png"], "lomiri": ["big.png", "small.png"]}))
+    (tmp_path / "s.json").write_text(
+        json.dumps({"train": ["big.png", "small.png", "other.png"], "lomiri": ["big.png", "small.png"]})
+    )
     src = named_photos.named_photos(str(tmp_path), str(tmp_path / "s.json"), "train", shrink={"lomiri": 20})
     assert [src[i].shape[:2] for i in range(3)] == [(15, 20), (10, 12), (30, 40)]
     np.testing.assert_array_equal(src[0], np.asarray(Image.fromarray(big).resize((20, 15), Image.BICUBIC)))
@@ -60,7 +64,7 @@ def test_the_shipped_model_config_reads_24_photos_and_holds_out_the_mate_test_on
     assert len(split["lomiri"]) == 15 and not set(split["train"]) & set(split["test"])
     for name in split["train"] + split["test"]:
         write(tmp_path / ("mate/nature" if name not in split["lomiri"] else "") / name, (4, 4))
-    c = load_module(CONFIG).get_config()
+    c = configs.get("photos_edsr_baseline_liif")
     c.photos_dir = str(tmp_path)
     train = datasets.make_source(c.data.train.dataset.to_dict())
     val, final = (datasets.make_source(c[k].dataset.to_dict()) for k in ("data.val", "final_eval"))
@@ -70,7 +74,7 @@ def test_the_shipped_model_config_reads_24_photos_and_holds_out_the_mate_test_on
 
 
 def test_without_the_photos_the_error_names_both_packages_and_the_override_key(tmp_path):
-    c = load_module(CONFIG).get_config()  # building the config needs no photographs
+    c = configs.get("photos_edsr_baseline_liif")  # building the config needs no photographs
     c.photos_dir = str(tmp_path / "nowhere")
     with pytest.raises(ImageError) as err:
         datasets.make_source(c.data.train.dataset.to_dict())

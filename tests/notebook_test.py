@@ -53,12 +53,16 @@ def kernel_dir(tmp_path_factory) -> pathlib.Path:
     root = tmp_path_factory.mktemp("jupyter")
     spec = root / "kernels" / KERNEL
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "liif_jax test",
-        "language": "python",
-        "env": {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "liif_jax test",
+                "language": "python",
+                "env": {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+            }
+        )
+    )
     return root
 
 
@@ -66,14 +70,33 @@ def run_notebook(kernel_dir, monkeypatch, **params) -> tuple[str, dict]:
     """Executes the notebook with `params` replacing its parameters cell: (all output text, summary)."""
     monkeypatch.setenv("JUPYTER_PATH", str(kernel_dir))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    values = {"CONFIG": "quickstart", "DATA": None, "PRETRAINED": None, "OVERRIDES": TINY_OVERRIDES,
-              "SCALES": SCALES, "LR_CROP": LR_CROP, "EVAL_SCALES": [2], "EVAL_IMAGES": None, "EVAL_CROP": 48,
-              "BATCH_QUERIES": 30000, "ZOOM_FRAMES": 3, "ZOOM_SCALE": 4, "ZOOM_SIZE": 16, "REPO_URL": "unused",
-              "INSTALL": False, **params}
+    values = {
+        "CONFIG": "quickstart",
+        "DATA": None,
+        "PRETRAINED": None,
+        "OVERRIDES": TINY_OVERRIDES,
+        "SCALES": SCALES,
+        "LR_CROP": LR_CROP,
+        "EVAL_SCALES": [2],
+        "EVAL_IMAGES": None,
+        "EVAL_CROP": 48,
+        "BATCH_QUERIES": 30000,
+        "ZOOM_FRAMES": 3,
+        "ZOOM_SCALE": 4,
+        "ZOOM_SIZE": 16,
+        "REPO_URL": "unused",
+        "INSTALL": False,
+        **params,
+    }
     nb.cells[parameters_cell(nb)].source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
-    NotebookClient(nb, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    NotebookClient(
+        nb, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
     text = "".join(
-        out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
         if out.output_type == "stream"
     )
     lines = [line for line in text.splitlines() if line.startswith(SUMMARY)]
@@ -107,14 +130,21 @@ def test_committed_notebook_is_valid_and_has_no_outputs():
             assert cell.outputs == [] and cell.execution_count is None, f"outputs not cleared: {cell.source[:80]!r}"
 
 
-@pytest.mark.parametrize("repo_url, version, message", [
-    ("https://github.com/<org>/liif_jax", (3, 12, 1), "Set REPO_URL in the parameters cell (1.) to this repository's git URL"),
-    ("/content/drive/MyDrive/nowhere", (3, 12, 1), "REPO_URL '/content/drive/MyDrive/nowhere' is not a folder"),
-    ("https://github.com/someone/liif_jax", (3, 11, 9), "liif_jax needs Python 3.12 or newer"),
-])
+@pytest.mark.parametrize(
+    "repo_url, version, message",
+    [
+        (
+            "https://github.com/<org>/liif_jax",
+            (3, 12, 1),
+            "Set REPO_URL in the parameters cell (1.) to this repository's git URL",
+        ),
+        ("/content/drive/MyDrive/nowhere", (3, 12, 1), "REPO_URL '/content/drive/MyDrive/nowhere' is not a folder"),
+        ("https://github.com/someone/liif_jax", (3, 11, 9), "liif_jax needs Python 3.12 or newer"),
+    ],
+)
 def test_install_cell_stops_with_what_to_do(repo_url, version, message, monkeypatch):
     """In Colab (as the cell sees it), before anything is cloned or installed."""
-    cell = next(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if "git\", \"clone" in c.source)
+    cell = next(c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if 'git", "clone' in c.source)
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(sys, "version_info", version)
     monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: pytest.fail(f"ran {args}"))
@@ -144,8 +174,9 @@ def test_notebook_trains_resumes_renders_and_evaluates(tmp_path, kernel_dir, mon
 
     # PRETRAINED: no training, the given model is rendered and evaluated.
     other = tmp_path / "other"
-    text, summary = run_notebook(kernel_dir, monkeypatch, WORKDIR=str(other), NUM_STEPS=6,
-                                 PRETRAINED=str(workdir / "checkpoints"))
+    text, summary = run_notebook(
+        kernel_dir, monkeypatch, WORKDIR=str(other), NUM_STEPS=6, PRETRAINED=str(workdir / "checkpoints")
+    )
     assert "PRETRAINED is set" in text and "steps/s" not in text
     assert not (other / "checkpoints").exists()
     assert not summary["trained"] and summary["step"] == 6

@@ -16,8 +16,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from liif_jax import datasets, final_eval, own_photos, pipeline
-from liif_jax.imaging import ImageError
+from liif_jax.configs import own_photos as own_photos_config
+from liif_jax.data import datasets, own_photos, pipeline
+from liif_jax.data.imaging import ImageError
+from liif_jax.training import final_eval
 
 SK = pathlib.Path(os.path.dirname(skimage.data.__file__))
 
@@ -53,7 +55,7 @@ def test_every_photograph_under_the_folder_and_a_spread_held_out_few(folder, tmp
 
 
 def test_recipe_counts_epochs_validation_and_logging_in_steps(folder, tmp_path):
-    cpu = own_photos.recipe(folder, "cpu", num_workers=0)
+    cpu = own_photos_config.recipe(folder, "cpu", num_workers=0)
     assert cpu.num_steps is None and cpu.log_every_steps == 50 and cpu.eval_every_steps == 250
     train = datasets.make_source(datasets.with_cache_dir(cpu.data.train.dataset.to_dict(), tmp_path / "cache"))
     val = datasets.make_source(datasets.with_cache_dir(cpu.data.val.dataset.to_dict(), tmp_path / "cache"))
@@ -61,7 +63,7 @@ def test_recipe_counts_epochs_validation_and_logging_in_steps(folder, tmp_path):
     assert steps_per_epoch == 100 and cpu.optimizer.epochs * steps_per_epoch == 3000  # whatever the photo count
     assert len(val) >= 64 and {val.describe(i) for i in range(len(val))} == {str(folder / "chelsea.png")}
     assert cpu.final_eval.dataset.args.split == "val" and cpu.final_eval.center_crop == 512
-    gpu = own_photos.recipe(folder, "accelerator", num_workers=14)
+    gpu = own_photos_config.recipe(folder, "accelerator", num_workers=14)
     assert gpu.model.args.encoder_spec.args.to_dict() == {"no_upsampling": True}  # the paper's EDSR-baseline
     assert gpu.data.train.batch_size == 16 and gpu.num_workers == 14 and "center_crop" not in gpu.final_eval
 
@@ -77,13 +79,21 @@ def test_large_photographs_are_shrunk_to_div2k_size_once_into_the_cache(tmp_path
 
 
 TINY = [
-    "--config.model.args.encoder_spec.args.n_resblocks=1", "--config.model.args.encoder_spec.args.n_feats=8",
+    "--config.model.args.encoder_spec.args.n_resblocks=1",
+    "--config.model.args.encoder_spec.args.n_feats=8",
     "--config.model.args.imnet_spec.args.hidden_list=(16,)",
-    "--config.data.train.batch_size=4", "--config.data.val.batch_size=4",
-    "--config.data.train.wrapper.args.inp_size=16", "--config.data.train.wrapper.args.sample_q=64",
-    "--config.data.val.wrapper.args.inp_size=16", "--config.data.val.wrapper.args.sample_q=64",
-    "--config.log_every_steps=2", "--config.eval_every_steps=3", "--config.checkpoint_every_steps=3",
-    "--config.final_eval.scales=(2,)", "--config.final_eval.compare_with=", "--config.final_eval.center_crop=64",
+    "--config.data.train.batch_size=4",
+    "--config.data.val.batch_size=4",
+    "--config.data.train.wrapper.args.inp_size=16",
+    "--config.data.train.wrapper.args.sample_q=64",
+    "--config.data.val.wrapper.args.inp_size=16",
+    "--config.data.val.wrapper.args.sample_q=64",
+    "--config.log_every_steps=2",
+    "--config.eval_every_steps=3",
+    "--config.checkpoint_every_steps=3",
+    "--config.final_eval.scales=(2,)",
+    "--config.final_eval.compare_with=",
+    "--config.final_eval.center_crop=64",
 ]
 
 
@@ -92,8 +102,13 @@ def test_one_command_trains_tells_where_it_stands_and_resumes(folder, tmp_path):
     # the first one's compiled programs (jax_cache): a quarter of the CPU time
     workdir = tmp_path / "runs" / "mine"
     cmd = [sys.executable, "-m", "liif_jax.train", "--workdir", str(workdir), "--photos", str(folder), *TINY]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
     first = subprocess.run(cmd + ["--config.num_steps=6"], env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
@@ -102,12 +117,17 @@ def test_one_command_trains_tells_where_it_stands_and_resumes(folder, tmp_path):
     assert cache_line.startswith(f"image cache {workdir / 'cache'}/my photos-") and "5 decoded image(s)" in cache_line
     assert "step 1/6 compiled and ran in " in out and "step 2/6" in out and "step 3/6  val_psnr" in out
     assert "| x2 |" in out and "BELOW BICUBIC at x2" in out
-    r = own_photos.RECIPES["cpu"]  # its crops per epoch, here in batches of 4 from 4 photographs
+    r = own_photos_config.RECIPES["cpu"]  # its crops per epoch, here in batches of 4 from 4 photographs
     recipe_steps = r["epochs"] * math.ceil(4 * math.ceil(r["epoch_steps"] * r["batch_size"] / 4) / 4)
-    assert f"6 steps are 0% of the {recipe_steps} its recipe plans" in out and f"--config.num_steps={recipe_steps}" in out
+    assert (
+        f"6 steps are 0% of the {recipe_steps} its recipe plans" in out and f"--config.num_steps={recipe_steps}" in out
+    )
     assert f"  {final_eval.python_command()} -m liif_jax.demo --model {workdir}" in out  # the interpreter that ran it
-    after = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
-                   if not p.is_relative_to(workdir) and not p.is_relative_to(tmp_path / "jax_cache"))
+    after = sorted(
+        p.relative_to(tmp_path).as_posix()
+        for p in tmp_path.rglob("*")
+        if not p.is_relative_to(workdir) and not p.is_relative_to(tmp_path / "jax_cache")
+    )
     assert after == sorted(before + ["runs"])  # nothing beside the photographs: the cache is in the workdir
 
     again = subprocess.run(cmd + ["--config.num_steps=8"], env=env, capture_output=True, text=True, timeout=300)

@@ -9,7 +9,6 @@ is found by name.
 """
 
 import email
-import hashlib
 import os
 import pathlib
 import re
@@ -24,18 +23,26 @@ import skimage.data
 from PIL import Image
 
 import liif_jax
+
 from conftest import REPO
 
-# What the wheel carries besides the package's modules: experiments/configs (configs and their
-# split files), experiments/pretrained (the shipped model and its provenance) and experiments/targets
-# (GPU descriptions for liif_jax.aot), as liif_jax/_shipped/.
-SHIPPED = {"configs": ["*.py", "splits/*.json"], "pretrained": ["*.md", "*.json", "*.jsonl", "edsr-baseline-liif/**/*"],
-           "targets": ["README.md", "*.txtpb"]}
+# What the wheel carries besides the package's modules: the configs' split files, the shipped
+# model and its provenance, and the GPU target descriptions (package data, inside liif_jax/).
+DATA = {
+    "liif_jax/configs": ["splits/*.json"],
+    "liif_jax/pretrained": ["*.md", "*.json", "*.jsonl", "edsr-baseline-liif/**/*"],
+    "liif_jax/aot": ["gpu_targets/*"],
+}
 DIST_INFO = {"METADATA", "WHEEL", "RECORD", "entry_points.txt", "top_level.txt", "licenses/LICENSE"}
-SCRIPTS = {"liif-train": "liif_jax.train:run", "liif-evaluate": "liif_jax.evaluate:main",
-           "liif-demo": "liif_jax.demo:main", "liif-convert": "liif_jax.convert:main"}
-NOT_SOURCE = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-                                    "runs", "workdirs", "tmp", ".whl")
+SCRIPTS = {
+    "liif-train": "liif_jax.train:run",
+    "liif-evaluate": "liif_jax.evaluate:main",
+    "liif-demo": "liif_jax.demo:main",
+    "liif-convert": "liif_jax.convert:main",
+}
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "runs", "workdirs", "tmp", ".whl"
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +50,12 @@ def wheel(tmp_path_factory) -> pathlib.Path:
     src = tmp_path_factory.mktemp("src") / "liif_jax"
     shutil.copytree(REPO, src, ignore=NOT_SOURCE)
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     [whl] = dist.glob("liif_jax-*.whl")
     return whl
 
@@ -55,20 +66,24 @@ def venv(wheel, tmp_path_factory) -> pathlib.Path:
     root = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=300)
     # This interpreter's pip installs into it; --no-compile: Python compiles what it imports (half the time).
-    subprocess.run([sys.executable, "-m", "pip", "--python", root / "bin" / "python", "install", "-q", "--no-compile",
-                    str(wheel)], check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", root / "bin" / "python", "install", "-q", "--no-compile", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     return root
 
 
-def shipped_files() -> dict[str, pathlib.Path]:
-    """Wheel path -> repository file, for everything under liif_jax/_shipped/."""
-    files = {}
-    for folder, patterns in SHIPPED.items():
-        base = REPO / "experiments" / folder
-        for pattern in patterns:
-            files.update({f"liif_jax/_shipped/{folder}/{p.relative_to(base).as_posix()}": p
-                          for p in base.glob(pattern) if p.is_file() and "__pycache__" not in p.parts})
-    return files
+def data_files() -> set[str]:
+    """The package data files of the source tree, as wheel paths."""
+    return {
+        p.relative_to(REPO).as_posix()
+        for folder, patterns in DATA.items()
+        for pattern in patterns
+        for p in (REPO / folder).glob(pattern)
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def test_the_wheel_holds_the_modules_the_configs_and_the_shipped_model_and_nothing_else(wheel):
@@ -76,11 +91,11 @@ def test_the_wheel_holds_the_modules_the_configs_and_the_shipped_model_and_nothi
         names = set(z.namelist())
         dist_info = f"liif_jax-{liif_jax.__version__}.dist-info/"
         assert {n.removeprefix(dist_info) for n in names if n.startswith(dist_info)} == DIST_INFO
-        modules = {p.relative_to(REPO).as_posix() for p in (REPO / "liif_jax").rglob("*.py") if "__pycache__" not in p.parts}
-        shipped = shipped_files()
-        assert {n for n in names if not n.startswith(dist_info)} == modules | set(shipped)
-        for name, path in shipped.items():  # the same bytes: experiments/ is the one copy
-            assert hashlib.sha256(z.read(name)).digest() == hashlib.sha256(path.read_bytes()).digest(), name
+        modules = {
+            p.relative_to(REPO).as_posix() for p in (REPO / "liif_jax").rglob("*.py") if "__pycache__" not in p.parts
+        }
+        assert {n for n in names if not n.startswith(dist_info)} == modules | data_files()
+        assert not any(n.startswith("experiments/") for n in names)
         meta = email.message_from_bytes(z.read(dist_info + "METADATA"))
         scripts = z.read(dist_info + "entry_points.txt").decode()
     assert meta["Version"] == liif_jax.__version__ and meta["Requires-Python"] == ">=3.12"
@@ -105,12 +120,21 @@ def test_from_an_empty_folder_the_installed_wheel_trains_compares_with_the_shipp
     assert pathlib.Path(where.stdout.strip()).is_relative_to(venv), where  # the wheel's copy, not the clone
 
     # The quick start's command (defaults: the quickstart config), a few steps, the final table at x4.
-    out = run(bin_ / "python", "-m", "liif_jax.train", "--workdir", "runs/q", "--config.num_steps=10",
-              "--config.final_eval.scales=(4,)")
+    out = run(
+        bin_ / "python",
+        "-m",
+        "liif_jax.train",
+        "--workdir",
+        "runs/q",
+        "--config.num_steps=10",
+        "--config.final_eval.scales=(4,)",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "step 10/10" in out.stdout
-    assert ("| scale | bicubic (dB) | q (EDSR-baseline 4x32, MLP 128x2) (dB) | gain | "
-            "pretrained:edsr-baseline-liif (EDSR-baseline 16x64, MLP 256x4) (dB) | gain |") in out.stdout
+    assert (
+        "| scale | bicubic (dB) | q (EDSR-baseline 4x32, MLP 128x2) (dB) | gain | "
+        "pretrained:edsr-baseline-liif (EDSR-baseline 16x64, MLP 256x4) (dB) | gain |"
+    ) in out.stdout
     [row] = [line for line in out.stdout.splitlines() if line.startswith("| x4 |")]
     bicubic, _, _, shipped, gain = (float(x) for x in row.strip("| ").split("|")[1:])
     assert shipped > bicubic and gain > 0.5  # the shipped model, not just a column
@@ -121,15 +145,34 @@ def test_from_an_empty_folder_the_installed_wheel_trains_compares_with_the_shipp
     Image.fromarray(photo[100:148, 150:214]).save(here / "photo.png")
     out = run(bin_ / "liif-demo", "--model", "runs/q", "--input", "photo.png", "--scale", "2", "--output", "q_x2.png")
     assert out.returncode == 0, out.stderr[-3000:]
-    out = run(bin_ / "python", "-m", "liif_jax.demo", "--model", "pretrained:edsr-baseline-liif", "--input", "photo.png",
-              "--scale", "3", "--output", "shipped_x3.png")
+    out = run(
+        bin_ / "python",
+        "-m",
+        "liif_jax.demo",
+        "--model",
+        "pretrained:edsr-baseline-liif",
+        "--input",
+        "photo.png",
+        "--scale",
+        "3",
+        "--output",
+        "shipped_x3.png",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert Image.open(here / "q_x2.png").size == (128, 96) and Image.open(here / "shipped_x3.png").size == (192, 144)
 
     # Any shipped config by name: this one reads its split file from the wheel, then stops on the
     # photographs it needs (a one-line error naming the Debian packages).
-    out = run(bin_ / "liif-train", "--workdir", "runs/photos", "--config", "photos-edsr-baseline-liif",
-              "--config.photos_dir=nowhere")
-    assert out.returncode == 1 and out.stderr.startswith("error: 24 of the 24 'train' photographs of "), out.stderr[-3000:]
-    assert "liif_jax/_shipped/configs/splits/photos.json" in out.stderr and "lomiri-wallpapers" in out.stderr
+    out = run(
+        bin_ / "liif-train",
+        "--workdir",
+        "runs/photos",
+        "--config",
+        "photos-edsr-baseline-liif",
+        "--config.photos_dir=nowhere",
+    )
+    assert out.returncode == 1 and out.stderr.startswith("error: 24 of the 24 'train' photographs of "), out.stderr[
+        -3000:
+    ]
+    assert "liif_jax/configs/splits/photos.json" in out.stderr and "lomiri-wallpapers" in out.stderr
     assert sorted(p.name for p in here.iterdir()) == ["photo.png", "q_x2.png", "runs", "shipped_x3.png"]

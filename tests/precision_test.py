@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, load_module
-from liif_jax.checkpoints import save_model
+from liif_jax.formats.checkpoints import save_model
 from liif_jax.models import build_model
+
+from conftest import REPO, load_module
 
 SPEC = {
     "name": "liif",
@@ -33,9 +34,25 @@ def test_precision_report_compares_every_setting_with_float32(tmp_path):
         Image.fromarray(rng.integers(0, 256, (48, 60, 3), dtype=np.uint8)).save(tmp_path / "hr" / name)
     (tmp_path / "split.json").write_text(json.dumps({"test": ["a.png", "c.png"]}))
     precision = load_script()
-    assert precision.main(["--model", str(ckpt), "--hr-dir", str(tmp_path / "hr"), "--split-file",
-                           str(tmp_path / "split.json"), "--split-key", "test", "--scale", "2,3", "--out",
-                           str(tmp_path / "out")]) == 0
+    assert (
+        precision.main(
+            [
+                "--model",
+                str(ckpt),
+                "--hr-dir",
+                str(tmp_path / "hr"),
+                "--split-file",
+                str(tmp_path / "split.json"),
+                "--split-key",
+                "test",
+                "--scale",
+                "2,3",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
 
     out = json.loads((tmp_path / "out" / "precision_cpu.json").read_text())
     assert out["n_images"] == 2 and out["device"] == "cpu" and "experiments/precision.py" in out["command"]

@@ -17,8 +17,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from liif_jax import pth, state_dict
-from liif_jax.pth import CheckpointError, Limits
+from liif_jax.formats import pth, state_dict
+from liif_jax.formats.pth import CheckpointError, Limits
 
 HERE = pathlib.Path(__file__).parent
 
@@ -85,9 +85,9 @@ def f32(*values) -> bytes:
     return np.asarray(values, np.float32).tobytes()
 
 
-def refused(path, match, limits=Limits()):
+def refused(path, match, limits=None):
     with pytest.raises(CheckpointError, match=match) as info:
-        pth.load_pth(path, limits)
+        pth.load_pth(path, limits or Limits())
     message = str(info.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
     return message
@@ -127,7 +127,11 @@ def test_views_outside_their_storage_are_refused(tmp_path, tensor, match):
     "tensor, storage, match",
     [
         (Tensor(numel=4), f32(1, 2), "declares 8 bytes, but 4 elements of float32 take 16"),
-        (Tensor(numel=4, storage="ComplexFloatStorage"), f32(1, 2, 3, 4), "refusing to load 'torch.ComplexFloatStorage'"),
+        (
+            Tensor(numel=4, storage="ComplexFloatStorage"),
+            f32(1, 2, 3, 4),
+            "refusing to load 'torch.ComplexFloatStorage'",
+        ),
         (Tensor(key="../../etc/passwd"), f32(1, 2, 3, 4), "is not a short name"),
         (Tensor(key="7"), f32(1, 2, 3, 4), "storage record archive/data/7 is missing"),
         (Tensor(numel=-4), f32(1, 2, 3, 4), "element count must be a non-negative integer"),
@@ -153,10 +157,15 @@ def _patch_sizes(path, member: str, size: int) -> None:
 def test_decompression_bombs_are_stopped_before_or_while_decompressing(tmp_path):
     zeros = bytes(64 << 20)  # 64 MB of zeros: a deflated record of about 64 KB
     # 1. Declared honestly: 16M float32 elements, refused by the byte limit before decompressing.
-    honest = craft(tmp_path / "bomb1.pth", {"w": Tensor(numel=16 << 20, size=(16 << 20,))}, {"0": zeros},
-                   compress=zipfile.ZIP_DEFLATED)
-    refused(honest, "storage 0 would take the bytes read and copied past the limit of 1048576",
-            Limits(max_bytes=1 << 20))
+    honest = craft(
+        tmp_path / "bomb1.pth",
+        {"w": Tensor(numel=16 << 20, size=(16 << 20,))},
+        {"0": zeros},
+        compress=zipfile.ZIP_DEFLATED,
+    )
+    refused(
+        honest, "storage 0 would take the bytes read and copied past the limit of 1048576", Limits(max_bytes=1 << 20)
+    )
     # 2. Declared as 16 bytes: decompression stops at 16 bytes, and the CRC of the whole record fails.
     liar = craft(tmp_path / "bomb2.pth", {"w": Tensor()}, {"0": zeros}, compress=zipfile.ZIP_DEFLATED)
     _patch_sizes(liar, "archive/data/0", 16)
@@ -164,13 +173,18 @@ def test_decompression_bombs_are_stopped_before_or_while_decompressing(tmp_path)
     refused(liar, "damaged checkpoint .*CRC")
     assert time.perf_counter() - start < 2
     # 3. Compression methods torch never writes (bzip2 expands without bound per read).
-    refused(craft(tmp_path / "bz.pth", {"w": Tensor()}, {"0": f32(1, 2, 3, 4)}, compress=zipfile.ZIP_BZIP2),
-            "compression method 12")
+    refused(
+        craft(tmp_path / "bz.pth", {"w": Tensor()}, {"0": f32(1, 2, 3, 4)}, compress=zipfile.ZIP_BZIP2),
+        "compression method 12",
+    )
 
 
 def test_pickle_size_depth_and_container_limits(tmp_path):
-    refused(craft(tmp_path / "big.pth", {"x": "a" * 5000}), r"data.pkl is \d+ bytes \(limit 1000\)",
-            Limits(max_pickle_bytes=1000))
+    refused(
+        craft(tmp_path / "big.pth", {"x": "a" * 5000}),
+        r"data.pkl is \d+ bytes \(limit 1000\)",
+        Limits(max_pickle_bytes=1000),
+    )
     deep = b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b"."  # 100000 nested lists
     start = time.perf_counter()
     refused(craft(tmp_path / "deep.pth", pkl=deep), "nesting deeper than 64 levels")
@@ -204,10 +218,15 @@ def test_zip_directory_limits(tmp_path):
         (b"\x80\x02c__builtin__\neval\n.", "refusing to load '__builtin__.eval'"),
         (b"\x80\x05\x97.", "damaged checkpoint"),  # NEXT_BUFFER, protocol 5
         # BUILD on a storage, replacing its array (which could steer later views past its end).
-        (pickled(("<storage>", Global("torch", "FloatStorage"), "0", "cpu", 4))[:-1] + b"}X\x05\x00\x00\x00arrayK\x01sb.",
-         "the pickle tries to change a Storage object"),
-        (pickled(Global("torch", "FloatStorage"))[:-1] + b"}X\x05\x00\x00\x00dtypeK\x01sb.",
-         "the pickle tries to change a StorageType object"),
+        (
+            pickled(("<storage>", Global("torch", "FloatStorage"), "0", "cpu", 4))[:-1]
+            + b"}X\x05\x00\x00\x00arrayK\x01sb.",
+            "the pickle tries to change a Storage object",
+        ),
+        (
+            pickled(Global("torch", "FloatStorage"))[:-1] + b"}X\x05\x00\x00\x00dtypeK\x01sb.",
+            "the pickle tries to change a StorageType object",
+        ),
     ],
 )
 def test_pickles_that_are_not_state_dicts_are_refused(tmp_path, pkl, match):
@@ -216,7 +235,9 @@ def test_pickles_that_are_not_state_dicts_are_refused(tmp_path, pkl, match):
 
 def test_byteorder_and_archive_layout(tmp_path):
     refused(craft(tmp_path / "order.pth", {}, byteorder=b"middle"), "says 'middle'; expected 'little' or 'big'")
-    big = craft(tmp_path / "big_endian.pth", {"w": Tensor()}, {"0": np.arange(4, dtype=">f4").tobytes()}, byteorder=b"big")
+    big = craft(
+        tmp_path / "big_endian.pth", {"w": Tensor()}, {"0": np.arange(4, dtype=">f4").tobytes()}, byteorder=b"big"
+    )
     np.testing.assert_array_equal(pth.load_pth(big)["w"], [0, 1, 2, 3])
     two = tmp_path / "two.pth"
     with zipfile.ZipFile(two, "w") as z:
@@ -229,7 +250,10 @@ def test_byteorder_and_archive_layout(tmp_path):
 
 def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path):
     for bad in (np.nan, np.inf):
-        sd = {"encoder.head.0.weight": np.ones((2, 3), np.float32), "imnet.layers.0.bias": np.array([1, bad], np.float32)}
+        sd = {
+            "encoder.head.0.weight": np.ones((2, 3), np.float32),
+            "imnet.layers.0.bias": np.array([1, bad], np.float32),
+        }
         pth.save_pth(tmp_path / "nan.pth", {"model": {"name": "liif", "args": {}, "sd": sd}})
         refused(tmp_path / "nan.pth", r"tensor model/sd/imnet.layers.0.bias holds NaN or Inf values")
     ints = {"step": np.array([1, 2], np.int64)}  # non-float tensors are not checked for finiteness
@@ -247,8 +271,11 @@ def test_hostile_model_specs_are_refused_before_any_module_is_built(tmp_path):
     enc = {"name": "edsr-baseline", "args": {"no_upsampling": True, "n_resblocks": 10**7}}
     pth.save_pth(tmp_path / "spec.pth", {"model": {"name": "liif", "args": {"encoder_spec": enc}, "sd": {}}})
     start = time.perf_counter()
-    with pytest.raises(CheckpointError, match=r"spec\.pth: model spec\.args\.encoder_spec\.args\.n_resblocks must be an "
-                                              r"integer in \[1, 256\], got 10000000"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"spec\.pth: model spec\.args\.encoder_spec\.args\.n_resblocks must be an "
+        r"integer in \[1, 256\], got 10000000",
+    ):
         state_dict.load_official(tmp_path / "spec.pth")
     assert time.perf_counter() - start < 2
     pth.save_pth(tmp_path / "sd.pth", {"model": {"name": "liif", "args": {"encoder_spec": {"name": "rdn"}}, "sd": [1]}})
@@ -260,7 +287,7 @@ FUZZ = r"""
 import json, random, sys, time, zipfile, io, resource
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 import numpy as np
-from liif_jax import pth
+from liif_jax.formats import pth
 
 src, n = sys.argv[1], int(sys.argv[2])
 clean = pth.load_pth(src)
@@ -338,14 +365,27 @@ def test_fuzzed_checkpoints_load_identically_or_are_refused(tmp_path):
     loads the same weights or raises CheckpointError; never another exception, a crash (run in a
     child process under a 3 GB address-space limit) or a hang."""
     rng = np.random.default_rng(0)
-    sd = collections.OrderedDict((f"layer.{i}.weight", rng.standard_normal((4, 3)).astype(np.float32)) for i in range(3))
+    sd = collections.OrderedDict(
+        (f"layer.{i}.weight", rng.standard_normal((4, 3)).astype(np.float32)) for i in range(3)
+    )
     sd["layer.0.bias"] = np.arange(4, dtype=np.float16)
     sd["scalar"] = np.full((), 1.5, np.float32)
-    pth.save_pth(tmp_path / "clean.pth", {"model": {"name": "liif", "args": {"hidden_list": [16, 16]}, "sd": sd},
-                                          "epoch": 3, "shared": [sd["layer.1.weight"]]})
+    pth.save_pth(
+        tmp_path / "clean.pth",
+        {
+            "model": {"name": "liif", "args": {"hidden_list": [16, 16]}, "sd": sd},
+            "epoch": 3,
+            "shared": [sd["layer.1.weight"]],
+        },
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-c", FUZZ, str(tmp_path / "clean.pth"), "400"], capture_output=True,
-                          text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", FUZZ, str(tmp_path / "clean.pth"), "400"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     assert summary["refused"] > 100 and summary["identical"] > 10, summary

@@ -9,9 +9,10 @@ import pathlib
 import numpy as np
 import pytest
 
-from conftest import REFERENCE_DIR, TESTS
-from liif_jax.state_dict import params_from_state_dict
+from liif_jax.formats.state_dict import params_from_state_dict
 from liif_jax.models import build_model
+
+from conftest import REFERENCE_DIR, TESTS
 
 
 @functools.cache
@@ -33,7 +34,7 @@ def arrays(name: str) -> dict[str, np.ndarray]:
 
 
 def state_dict(arrs: dict[str, np.ndarray], prefix: str = "param/") -> dict[str, np.ndarray]:
-    return {k[len(prefix):]: v.astype(np.float32) for k, v in arrs.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v.astype(np.float32) for k, v in arrs.items() if k.startswith(prefix)}
 
 
 def load(name: str):

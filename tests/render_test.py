@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from liif_jax import demo
+from liif_jax.models.coords import make_cell, make_coord
+from liif_jax.render import render
+
 import reference
-from liif_jax import demo, render
-from liif_jax.coords import make_cell, make_coord
 
 
 def test_chunked_render_equals_one_pass_over_all_pixels():
@@ -41,7 +43,7 @@ def test_demo_gives_the_official_demo_pixels(tmp_path, capsys):
     """The eval reference uses the .pth's architecture; its own weights go in a .pth via save_pth."""
     import collections
 
-    from liif_jax.pth import save_pth
+    from liif_jax.formats.pth import save_pth
 
     _, _, ref = reference.load("eval_div2k_x3")
     spec = reference.manifest()["eval_div2k_x3"]["model_spec"]
@@ -50,8 +52,20 @@ def test_demo_gives_the_official_demo_pixels(tmp_path, capsys):
     save_pth(model_path, {"model": {"name": spec["name"], "args": spec["args"], "sd": sd}})
     _lr_png(ref, tmp_path / "in.png")
     out = tmp_path / "out.png"
-    rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(model_path), "--resolution", "96,120",
-                    "--output", str(out), "--batch-queries", "5000"])
+    rc = demo.main(
+        [
+            "--input",
+            str(tmp_path / "in.png"),
+            "--model",
+            str(model_path),
+            "--resolution",
+            "96,120",
+            "--output",
+            str(out),
+            "--batch-queries",
+            "5000",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     got = np.asarray(Image.open(out)).astype(int)
     want = (ref["pred"].transpose(1, 2, 0) * np.float32(255)).astype(np.uint8).astype(int)  # ToPILImage truncates
@@ -61,19 +75,42 @@ def test_demo_gives_the_official_demo_pixels(tmp_path, capsys):
 
 def test_demo_accepts_gray_and_rgba_inputs(tmp_path):
     rng = np.random.default_rng(0)
-    for mode, arr in [("L", rng.integers(0, 255, (10, 12), dtype=np.uint8)), ("RGBA", rng.integers(0, 255, (10, 12, 4), dtype=np.uint8))]:
+    for mode, arr in [
+        ("L", rng.integers(0, 255, (10, 12), dtype=np.uint8)),
+        ("RGBA", rng.integers(0, 255, (10, 12, 4), dtype=np.uint8)),
+    ]:
         Image.fromarray(arr, mode).save(tmp_path / f"{mode}.png")
         out = tmp_path / f"{mode}_out.png"
-        rc = demo.main(["--input", str(tmp_path / f"{mode}.png"), "--model", str(reference.path("edsr_baseline_liif_seed1.pth")),
-                        "--resolution", "15,17", "--output", str(out)])
+        rc = demo.main(
+            [
+                "--input",
+                str(tmp_path / f"{mode}.png"),
+                "--model",
+                str(reference.path("edsr_baseline_liif_seed1.pth")),
+                "--resolution",
+                "15,17",
+                "--output",
+                str(out),
+            ]
+        )
         assert rc == 0 and Image.open(out).size == (17, 15) and Image.open(out).mode == "RGB"
 
 
 def test_demo_scale_multiplies_the_input_size(tmp_path, capsys):
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "in.png")
     out = tmp_path / "out.png"
-    rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(reference.path("edsr_baseline_liif_seed1.pth")),
-                    "--scale", "2.5", "--output", str(out)])
+    rc = demo.main(
+        [
+            "--input",
+            str(tmp_path / "in.png"),
+            "--model",
+            str(reference.path("edsr_baseline_liif_seed1.pth")),
+            "--scale",
+            "2.5",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0 and Image.open(out).size == (30, 25)
     for bad in (["--scale", "0"], ["--scale", "2", "--resolution", "4,4"]):
         with pytest.raises(SystemExit):
@@ -89,12 +126,32 @@ def test_demo_rejects_bad_resolutions(text, tmp_path, capsys):
 
 
 def test_demo_names_a_missing_image_and_a_bad_model_path(tmp_path, capsys):
-    rc = demo.main(["--input", str(tmp_path / "nope.png"), "--model", str(reference.path("edsr_baseline_liif_seed1.pth")),
-                    "--resolution", "4,4", "--output", str(tmp_path / "o.png")])
+    rc = demo.main(
+        [
+            "--input",
+            str(tmp_path / "nope.png"),
+            "--model",
+            str(reference.path("edsr_baseline_liif_seed1.pth")),
+            "--resolution",
+            "4,4",
+            "--output",
+            str(tmp_path / "o.png"),
+        ]
+    )
     assert rc == 1 and "nope.png" in capsys.readouterr().err
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "in.png")
-    rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(tmp_path / "not_a_model"),
-                    "--resolution", "4,4", "--output", str(tmp_path / "o.png")])
+    rc = demo.main(
+        [
+            "--input",
+            str(tmp_path / "in.png"),
+            "--model",
+            str(tmp_path / "not_a_model"),
+            "--resolution",
+            "4,4",
+            "--output",
+            str(tmp_path / "o.png"),
+        ]
+    )
     assert rc == 1 and "not_a_model" in capsys.readouterr().err
 
 
@@ -102,8 +159,8 @@ def test_demo_tiles_give_the_whole_image_png(tmp_path, capsys):
     """`--tile 8` cuts this input into 5 x 6 tiles; the PNG is the whole-image one, byte for byte."""
     import jax
 
-    from liif_jax.checkpoints import save_model
-    from liif_jax.configs import liif_spec
+    from liif_jax.configs.common import liif_spec
+    from liif_jax.formats.checkpoints import save_model
     from liif_jax.models import build_model
 
     spec = liif_spec("edsr-baseline", {"n_resblocks": 1, "n_feats": 8}, hidden_list=(16, 16))
@@ -113,8 +170,20 @@ def test_demo_tiles_give_the_whole_image_png(tmp_path, capsys):
     outs = {}
     for tile in (0, 8):
         outs[tile] = tmp_path / f"out{tile}.png"
-        rc = demo.main(["--input", str(tmp_path / "in.png"), "--model", str(ckpt), "--scale", "2.3",
-                        "--output", str(outs[tile]), "--tile", str(tile)])
+        rc = demo.main(
+            [
+                "--input",
+                str(tmp_path / "in.png"),
+                "--model",
+                str(ckpt),
+                "--scale",
+                "2.3",
+                "--output",
+                str(outs[tile]),
+                "--tile",
+                str(tile),
+            ]
+        )
         assert rc == 0, capsys.readouterr().err
     assert np.array_equal(np.asarray(Image.open(outs[0])), np.asarray(Image.open(outs[8])))
     with pytest.raises(SystemExit):

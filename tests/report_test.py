@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import reference
-from liif_jax import report
-
-from liif_jax.report import (
+from liif_jax.evaluation import report
+from liif_jax.evaluation.report import (
     LABEL_HEIGHT,
     PANEL_GAP,
     ImageResult,
@@ -22,6 +20,8 @@ from liif_jax.report import (
     to_json_dict,
     write_json,
 )
+
+import reference
 
 RESULTS = [
     ImageResult("0801", 4, 30.0, 28.0),
@@ -121,7 +121,7 @@ def test_bicubic_upsample_shape_and_range():
     lr = np.random.default_rng(2).integers(0, 256, (12, 10, 3), dtype=np.uint8)
     up = bicubic_upsample(lr, (36, 30))
     assert up.shape == (36, 30, 3) and up.dtype == np.float32
-    assert 0 <= up.min() and up.max() <= 1
+    assert up.min() >= 0 and up.max() <= 1
     np.testing.assert_array_equal(bicubic_upsample(lr.astype(np.float32) / 255, (36, 30)), up)
 
 
@@ -132,10 +132,15 @@ def test_bicubic_resize_matches_the_official_resize_fn():
         np.testing.assert_array_equal(np.round(bicubic_upsample(hr, lr.shape[:2]) * 255), lr)
 
 
-@pytest.mark.parametrize("platform, kind, slug", [
-    ("gpu", "NVIDIA H100 80GB HBM3", "h100"), ("gpu", "NVIDIA H200", "h200"), ("tpu", "TPU v5 lite", "tpu_v5_lite"),
-    ("cpu", "cpu", "cpu"),
-])
+@pytest.mark.parametrize(
+    "platform, kind, slug",
+    [
+        ("gpu", "NVIDIA H100 80GB HBM3", "h100"),
+        ("gpu", "NVIDIA H200", "h200"),
+        ("tpu", "TPU v5 lite", "tpu_v5_lite"),
+        ("cpu", "cpu", "cpu"),
+    ],
+)
 def test_device_slug_names_result_files(platform, kind, slug):
     assert report.device_slug(platform, kind) == slug
 
@@ -144,15 +149,25 @@ def test_format_comparison_puts_models_side_by_side_over_one_bicubic_column():
     other = [ImageResult("a.png", 2, 31.0, 30.0), ImageResult("a.png", 4, 25.0, 26.0)]
     lines = report.format_comparison({"mine": aggregate(other), "shipped": aggregate(other[::-1])}).splitlines()
     assert lines[0] == "| scale | bicubic (dB) | mine (dB) | gain | shipped (dB) | gain |"
-    assert lines[2:] == ["| x2 | 30.00 | 31.00 | +1.00 | 31.00 | +1.00 |", "| x4 | 26.00 | 25.00 | -1.00 | 25.00 | -1.00 |"]
+    assert lines[2:] == [
+        "| x2 | 30.00 | 31.00 | +1.00 | 31.00 | +1.00 |",
+        "| x4 | 26.00 | 25.00 | -1.00 | 25.00 | -1.00 |",
+    ]
 
 
 def test_verdict_says_plainly_where_the_run_stands_against_bicubic():
     rows = lambda *gains: [report.ScaleResult(s, 30 + g, 30, 2) for s, g in zip((2, 3, 4), gains)]
-    assert report.verdict(rows(0.5, 0.2, 0.0), 900, 1000) == "The run is above bicubic at every scale (+0.23 dB on average) after 900 steps."
+    assert (
+        report.verdict(rows(0.5, 0.2, 0.0), 900, 1000)
+        == "The run is above bicubic at every scale (+0.23 dB on average) after 900 steps."
+    )
     short = report.verdict(rows(-1.5, 0.1, -0.25), 100, 3000, eta="14m10s")
-    assert short.startswith("The run is still BELOW BICUBIC at x2 (-1.50 dB), x4 (-0.25 dB): 100 steps are 3% of the 3000 its recipe plans")
-    assert short.endswith("run the same command with --config.num_steps=3000 (2900 more steps, about 14m10s at this run's speed).")
+    assert short.startswith(
+        "The run is still BELOW BICUBIC at x2 (-1.50 dB), x4 (-0.25 dB): 100 steps are 3% of the 3000 its recipe plans"
+    )
+    assert short.endswith(
+        "run the same command with --config.num_steps=3000 (2900 more steps, about 14m10s at this run's speed)."
+    )
     done = report.verdict(rows(-0.1, 0.1, 0.1), 3000, 3000)
     assert "BELOW BICUBIC at x2 (-0.10 dB) after 3000 steps, the length its recipe plans." in done
     assert "--config.num_steps=6000 continues it" in done

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from liif_jax.spec import MAX_PARAMS, SpecError, check_spec
+from liif_jax.models.spec import MAX_PARAMS, SpecError, check_spec
 
 MLP = {"name": "mlp", "args": {"out_dim": 3, "hidden_list": [256, 256, 256, 256]}}
 
@@ -19,7 +19,11 @@ OFFICIAL = [
     liif("edsr-baseline", {"no_upsampling": True}, imnet_spec=MLP),
     liif("rdn", {"no_upsampling": True}, imnet_spec=MLP),
     liif("edsr-baseline", {"no_upsampling": True}, imnet_spec=MLP, cell_decode=False),
-    liif("edsr-baseline", {"no_upsampling": True}, imnet_spec={"name": "mlp", "args": {"out_dim": 3, "hidden_list": [256, 256]}}),
+    liif(
+        "edsr-baseline",
+        {"no_upsampling": True},
+        imnet_spec={"name": "mlp", "args": {"out_dim": 3, "hidden_list": [256, 256]}},
+    ),
     liif("edsr-baseline", {"no_upsampling": True}, imnet_spec=MLP, local_ensemble=False),
     liif("edsr-baseline", {"no_upsampling": True}, imnet_spec=MLP, feat_unfold=False),
     {"name": "metasr", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True}}}},
@@ -28,12 +32,25 @@ OFFICIAL = [
     liif("rdn", {"scale": 2}),
     liif("edsr-baseline", {"scale": 8}),
     liif("edsr-baseline", {"no_upsampling": False, "scale": 2}, imnet_spec=None),
-    liif("edsr", {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1, "scale": 2, "no_upsampling": True, "rgb_range": 1},
-         imnet_spec=MLP),
+    liif(
+        "edsr",
+        {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1, "scale": 2, "no_upsampling": True, "rgb_range": 1},
+        imnet_spec=MLP,
+    ),
     liif("rdn", {"G0": 64, "RDNkSize": 3, "RDNconfig": "A", "scale": 3, "no_upsampling": True}, imnet_spec=MLP),
-    liif("rcan", {"n_resgroups": 10, "n_resblocks": 20, "n_feats": 64, "reduction": 16, "scale": 4,
-                  "no_upsampling": True, "rgb_range": 255}, imnet_spec={"name": "mlp", "args": {"in_dim": 580, "out_dim": 3,
-                                                                                                "hidden_list": (256,)}}),
+    liif(
+        "rcan",
+        {
+            "n_resgroups": 10,
+            "n_resblocks": 20,
+            "n_feats": 64,
+            "reduction": 16,
+            "scale": 4,
+            "no_upsampling": True,
+            "rgb_range": 255,
+        },
+        imnet_spec={"name": "mlp", "args": {"in_dim": 580, "out_dim": 3, "hidden_list": (256,)}},
+    ),
 ]
 
 
@@ -55,12 +72,18 @@ def _with(path: str, value):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        (_with("args.encoder_spec.args.n_resblocks", 10**7), r"args\.n_resblocks must be an integer in \[1, 256\], got 10000000"),
+        (
+            _with("args.encoder_spec.args.n_resblocks", 10**7),
+            r"args\.n_resblocks must be an integer in \[1, 256\], got 10000000",
+        ),
         (_with("args.encoder_spec.args.n_feats", "64"), r"n_feats must be an integer in \[1, 1024\], got '64'"),
         (_with("args.encoder_spec.args.n_feats", True), "n_feats must be an integer"),
         (_with("args.encoder_spec.args.res_scale", float("nan")), "res_scale must be a number"),
         (_with("args.encoder_spec.args.colour", 3), r"encoder_spec\.args: unknown key 'colour' \(known: n_resblocks"),
-        (_with("args.encoder_spec.name", "vgg"), "encoder_spec.name must be one of edsr-baseline, edsr, rdn, rcan, swinir, got 'vgg'"),
+        (
+            _with("args.encoder_spec.name", "vgg"),
+            "encoder_spec.name must be one of edsr-baseline, edsr, rdn, rcan, swinir, got 'vgg'",
+        ),
         (_with("args.encoder_spec.name", ["edsr"]), "encoder_spec.name must be one of"),
         (_with("args.imnet_spec.args.hidden_list", [256] * 1000), r"hidden_list must be a list of at most 16 integers"),
         (_with("args.imnet_spec.args.hidden_list", [[[256]]]), r"hidden_list must be a list"),
@@ -70,11 +93,16 @@ def _with(path: str, value):
         (_with("name", "vdsr"), "model spec.name must be one of liif, metasr, lte"),
         (_with("args", []), r"model spec\.args must be a mapping, got \[\]"),
         ({"name": "liif", "args": {}}, "missing 'encoder_spec'"),
-        ({"name": "metasr", "args": {"encoder_spec": OFFICIAL[0]["args"]["encoder_spec"], "imnet_spec": MLP}},
-         "unknown key 'imnet_spec'"),
+        (
+            {"name": "metasr", "args": {"encoder_spec": OFFICIAL[0]["args"]["encoder_spec"], "imnet_spec": MLP}},
+            "unknown key 'imnet_spec'",
+        ),
         (liif("rdn", {"RDNkSize": 4}), "RDNkSize must be odd"),
         (liif("rcan", {"n_feats": 8, "reduction": 16}), "reduction must not exceed n_feats"),
-        (liif("edsr", {"n_resblocks": 256, "n_feats": 1024, "no_upsampling": True}), r"about 4842 M parameters \(limit 200 M\)"),
+        (
+            liif("edsr", {"n_resblocks": 256, "n_feats": 1024, "no_upsampling": True}),
+            r"about 4842 M parameters \(limit 200 M\)",
+        ),
     ],
 )
 def test_hostile_specs_are_refused_naming_the_key(spec, message):

@@ -1,4 +1,4 @@
-"""Stopping a run cleanly (`liif_jax.stopping`), with grain worker processes.
+"""Stopping a run cleanly (`liif_jax.training.stopping`), with grain worker processes.
 
 SIGTERM to the main process and Ctrl-C (SIGINT to the whole process group) each end the run within
 seconds: the step in progress finishes, a checkpoint is saved there with the data position, one
@@ -16,30 +16,42 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO
-
 BATCH = 4
 FLAGS = [
-    "--config", str(REPO / "experiments/configs/quickstart.py"),
-    "--config.model.args.encoder_spec.args.n_resblocks=1", "--config.model.args.encoder_spec.args.n_feats=8",
+    "--config",
+    "quickstart",
+    "--config.model.args.encoder_spec.args.n_resblocks=1",
+    "--config.model.args.encoder_spec.args.n_feats=8",
     "--config.model.args.imnet_spec.args.hidden_list=(16,)",
-    f"--config.data.train.batch_size={BATCH}", f"--config.data.val.batch_size={BATCH}",
-    "--config.data.train.wrapper.args.inp_size=16", "--config.data.train.wrapper.args.sample_q=64",
-    "--config.data.val.wrapper.args.inp_size=16", "--config.data.val.wrapper.args.sample_q=64",
-    "--config.log_every_steps=1", "--config.checkpoint_every_steps=100000", "--config.eval_every_steps=100000",
-    "--config.final_eval.scales=()", "--config.num_workers=2",
+    f"--config.data.train.batch_size={BATCH}",
+    f"--config.data.val.batch_size={BATCH}",
+    "--config.data.train.wrapper.args.inp_size=16",
+    "--config.data.train.wrapper.args.sample_q=64",
+    "--config.data.val.wrapper.args.inp_size=16",
+    "--config.data.val.wrapper.args.sample_q=64",
+    "--config.log_every_steps=1",
+    "--config.checkpoint_every_steps=100000",
+    "--config.eval_every_steps=100000",
+    "--config.final_eval.scales=()",
+    "--config.num_workers=2",
 ]
 ENDLESS = 100_000  # steps: the stopped runs never reach the end
 TIMEOUT = 240  # seconds, for any one run
 
 
 def start(workdir: pathlib.Path, num_steps: int, tag: str = "") -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(workdir.parent / "jax_cache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(workdir.parent / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
     log = workdir.parent / f"{workdir.name}{tag}"
     cmd = [sys.executable, "-m", "liif_jax.train", "--workdir", str(workdir), *FLAGS, f"--config.num_steps={num_steps}"]
-    return subprocess.Popen(cmd, env=env, stdout=open(f"{log}.out", "w"), stderr=open(f"{log}.err", "w"),
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, env=env, stdout=open(f"{log}.out", "w"), stderr=open(f"{log}.err", "w"), start_new_session=True
+    )
 
 
 def session(sid: int) -> list[int]:
@@ -81,8 +93,10 @@ def ended_cleanly(proc: subprocess.Popen, workdir: pathlib.Path, status: int) ->
     assert proc.returncode == status, out[-2000:] + err[-3000:]
     last = out.strip().splitlines()[-1]
     step = max(losses(workdir))
-    assert last == (f"stopped at step {step}, checkpoint saved in {workdir / 'checkpoints' / str(step)}; "
-                    "run the same command to resume"), out[-2000:]
+    assert last == (
+        f"stopped at step {step}, checkpoint saved in {workdir / 'checkpoints' / str(step)}; "
+        "run the same command to resume"
+    ), out[-2000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     assert (workdir / "checkpoints" / str(step) / "commit_success.txt").exists()
     [data_state] = (workdir / "checkpoints" / str(step) / "data_iter").glob("*.json")
@@ -104,8 +118,10 @@ def test_sigterm_and_ctrl_c_stop_at_a_checkpoint_that_resumes_exactly(tmp_path):
         time.sleep(0.2)  # the first signal is being handled: the run is finishing its step
         runs["twice"].send_signal(signal.SIGTERM)
 
-        stopped = {"term": ended_cleanly(runs["term"], tmp_path / "term", 128 + signal.SIGTERM),
-                   "ctrl_c": ended_cleanly(runs["ctrl_c"], tmp_path / "ctrl_c", 128 + signal.SIGINT)}
+        stopped = {
+            "term": ended_cleanly(runs["term"], tmp_path / "term", 128 + signal.SIGTERM),
+            "ctrl_c": ended_cleanly(runs["ctrl_c"], tmp_path / "ctrl_c", 128 + signal.SIGINT),
+        }
         runs["twice"].wait(timeout=10)
         assert runs["twice"].returncode == -signal.SIGTERM  # killed by the second signal, at once
         wait_until(lambda: not session(runs["twice"].pid), "the end of the workers", timeout=10)

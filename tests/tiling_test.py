@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from liif_jax import encoders, render, tiling
-from liif_jax.configs import liif_spec
-from liif_jax.models import build_model
+from liif_jax.configs.common import liif_spec
+from liif_jax.models import build_model, encoders
+from liif_jax.render import render, tiling
 
 TINY_RDN = ("T", (2, 3, 4))  # RDN_CONFIGS entry: 2 blocks of 3 convs, growth 4 -> radius 3 + 6
 
@@ -20,8 +20,10 @@ def tiny_rdn_config(monkeypatch):
 
 
 def tiny(encoder: str = "edsr-baseline", **flags):
-    enc_args = {"rdn": {"G0": 4, "RDNconfig": TINY_RDN[0]}, "rcan": {"n_resgroups": 1, "n_resblocks": 1, "n_feats": 8,
-                                                                    "reduction": 4}}.get(encoder, {"n_resblocks": 2, "n_feats": 8})
+    enc_args = {
+        "rdn": {"G0": 4, "RDNconfig": TINY_RDN[0]},
+        "rcan": {"n_resgroups": 1, "n_resblocks": 1, "n_feats": 8, "reduction": 4},
+    }.get(encoder, {"n_resblocks": 2, "n_feats": 8})
     if encoder == "metasr":
         edsr = {"name": "edsr-baseline", "args": {"no_upsampling": True, "n_resblocks": 2, "n_feats": 4}}
         spec = {"name": "metasr", "args": {"encoder_spec": edsr}}
@@ -115,8 +117,9 @@ def test_the_default_tile_is_the_whole_image_when_it_fits():
     model, params = tiny()
     inp = np.random.default_rng(5).uniform(-1, 1, (1, 37, 45, 3)).astype(np.float32)
     assert render.choose_tile(model, params, (37, 45), (60, 70)) == 0
-    np.testing.assert_array_equal(render.render(model, params, inp, (60, 70)),
-                                  render.render(model, params, inp, (60, 70), tile=0))
+    np.testing.assert_array_equal(
+        render.render(model, params, inp, (60, 70)), render.render(model, params, inp, (60, 70), tile=0)
+    )
 
 
 def test_the_tile_by_memory_is_the_largest_that_fits_the_budget_whatever_the_image_size():

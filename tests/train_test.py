@@ -10,13 +10,14 @@ import textwrap
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from liif_jax.configs.common import base_config, downsampled, liif_spec
+from liif_jax.formats import state_dict
+from liif_jax.training import train_state, trainer
+
 import reference
-from liif_jax import state_dict, train_lib, train_state
-from liif_jax.configs import base_config, downsampled, liif_spec
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,9 @@ def tiny_config(**overrides):
         {"name": "samples", "args": {"split": "val", "repeat": 2}},
         train_wrapper=downsampled(inp_size=16, sample_q=64),
         val_wrapper=downsampled(inp_size=16, sample_q=64, augment=False),
-        batch_size=4, epochs=100, milestones=(50,),
+        batch_size=4,
+        epochs=100,
+        milestones=(50,),
     )
     c.num_steps, c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 12, 2, 6, 4
     c.num_workers = 0
@@ -40,12 +43,14 @@ def tiny_config(**overrides):
 def test_one_step_matches_the_official_loss_gradients_and_adam_update():
     model, params, ref = reference.load("train_step_edsr_baseline_liif")
     batch = {"inp": reference.nhwc(ref["inp"]), "coord": ref["coord"], "cell": ref["cell"], "gt": ref["gt"]}
-    loss, grads = jax.value_and_grad(lambda p: train_lib.l1_loss(model, p, batch))(params)
+    loss, grads = jax.value_and_grad(lambda p: trainer.l1_loss(model, p, batch))(params)
     np.testing.assert_allclose(float(loss), float(ref["loss"]), rtol=1e-5)
     want_grads = state_dict.params_from_state_dict(model, reference.state_dict(ref, "grad/"))
-    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max()), grads, want_grads)
+    jax.tree.map(
+        lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max()), grads, want_grads
+    )
 
-    tx = train_lib.make_optimizer(tiny_config(**{"optimizer.lr": 1e-4}), steps_per_epoch=1000)
+    tx = trainer.make_optimizer(tiny_config(**{"optimizer.lr": 1e-4}), steps_per_epoch=1000)
     after = state_dict.params_from_state_dict(model, reference.state_dict(ref, "after/"))
     diff = lambda a, b: jax.tree.map(lambda x, y: np.asarray(x, np.float64) - np.asarray(y, np.float64), a, b)
     # The optimizer alone, on the official gradients: Adam's first step moves each weight by
@@ -56,11 +61,11 @@ def test_one_step_matches_the_official_loss_gradients_and_adam_update():
         assert np.all(np.abs(np.asarray(u) - w) <= 1e-4 * np.abs(w) + np.spacing(np.abs(np.asarray(a))))
     # The whole jit-able step. Weights whose gradient is near eps (1e-8) amplify float32 rounding
     # of the gradient, so the new weights are compared, as the issue asks, at relative 1e-4.
-    state = train_lib.TrainState.create(model, tx, params)
-    new, step_loss = train_lib.train_step(model, tx, state, batch)
+    state = trainer.TrainState.create(model, tx, params)
+    new, step_loss = trainer.train_step(model, tx, state, batch)
     assert float(step_loss) == float(loss)
     jax.tree.map(lambda a, w: np.testing.assert_allclose(a, w, rtol=1e-4, atol=1e-7), new.params, after)
-    assert float(train_lib.l1_loss(model, new.params, batch)) == pytest.approx(float(ref["loss_after"]), rel=1e-5)
+    assert float(trainer.l1_loss(model, new.params, batch)) == pytest.approx(float(ref["loss_after"]), rel=1e-5)
 
 
 def test_schedule_is_the_official_multistep_lr():
@@ -76,13 +81,13 @@ SHARDED = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_default_matmul_precision", "highest")
     assert jax.device_count() == 8
-    from liif_jax import train_lib
+    from liif_jax.training import trainer
     from liif_jax.models import build_model
-    from liif_jax.configs import liif_spec
+    from liif_jax.configs.common import liif_spec
     import ml_collections
     model = build_model(liif_spec("edsr-baseline", {"n_resblocks": 1, "n_feats": 8}, hidden_list=(16,)))
     cfg = ml_collections.ConfigDict({"optimizer": {"name": "adam", "lr": 1e-3, "milestones": [], "gamma": 0.5}})
-    tx = train_lib.make_optimizer(cfg, 10)
+    tx = trainer.make_optimizer(cfg, 10)
     params = jax.tree.map(np.asarray, model.init(jax.random.key(0), 12))  # host copies: the step donates its input
     rng = np.random.default_rng(0)
     batch = {"inp": rng.uniform(-1, 1, (16, 12, 12, 3)).astype(np.float32),
@@ -91,10 +96,10 @@ SHARDED = textwrap.dedent(
              "gt": rng.uniform(-1, 1, (16, 32, 3)).astype(np.float32)}
     def run(devices):
         mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-        steps = train_lib.compile_steps(model, tx, mesh)
-        state = jax.device_put(train_lib.TrainState.create(model, tx, params), steps.replicated)
+        steps = trainer.compile_steps(model, tx, mesh)
+        state = jax.device_put(trainer.TrainState.create(model, tx, params), steps.replicated)
         for _ in range(2):
-            state, loss = steps.train(state, train_lib.to_global(batch, steps.batch))
+            state, loss = steps.train(state, trainer.to_global(batch, steps.batch))
         return state, float(loss)
     many, loss8 = run(jax.devices())
     one, loss1 = run(jax.devices()[:1])
@@ -113,29 +118,37 @@ def test_sharded_step_on_8_devices_equals_single_device_step():
 
 
 def _losses(workdir: pathlib.Path) -> list[tuple[int, float]]:
-    rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     return [(r["step"], r["loss"]) for r in rows if "loss" in r]
 
 
 def test_training_writes_checkpoints_metrics_and_config(tmp_path):
-    result = train_lib.train_and_evaluate(tiny_config(), tmp_path)
+    result = trainer.train_and_evaluate(tiny_config(), tmp_path)
     assert np.isfinite(result["loss"]) and "val_psnr" in result
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())[-1] == 12
     assert [s for s, _ in _losses(tmp_path)] == [2, 4, 6, 8, 10, 12]
-    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "val_psnr" in r] == [6, 12]
     assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "liif"
     assert any((tmp_path / "tensorboard").iterdir())
 
 
-CLI = [sys.executable, "-m", "liif_jax.train", "--config", str(REPO / "experiments/configs/quickstart.py")]
+CLI = [sys.executable, "-m", "liif_jax.train", "--config", "quickstart"]
 TINY_FLAGS = [
-    "--config.model.args.encoder_spec.args.n_resblocks=1", "--config.model.args.encoder_spec.args.n_feats=8",
-    "--config.data.train.batch_size=4", "--config.data.val.batch_size=4",
-    "--config.data.train.wrapper.args.inp_size=16", "--config.data.train.wrapper.args.sample_q=64",
-    "--config.data.val.wrapper.args.inp_size=16", "--config.data.val.wrapper.args.sample_q=64",
-    "--config.num_steps=24", "--config.log_every_steps=2", "--config.checkpoint_every_steps=4",
-    "--config.eval_every_steps=1000", "--config.optimizer.milestones=(8, 16)", "--config.final_eval.scales=(2,)",
+    "--config.model.args.encoder_spec.args.n_resblocks=1",
+    "--config.model.args.encoder_spec.args.n_feats=8",
+    "--config.data.train.batch_size=4",
+    "--config.data.val.batch_size=4",
+    "--config.data.train.wrapper.args.inp_size=16",
+    "--config.data.train.wrapper.args.sample_q=64",
+    "--config.data.val.wrapper.args.inp_size=16",
+    "--config.data.val.wrapper.args.sample_q=64",
+    "--config.num_steps=24",
+    "--config.log_every_steps=2",
+    "--config.checkpoint_every_steps=4",
+    "--config.eval_every_steps=1000",
+    "--config.optimizer.milestones=(8, 16)",
+    "--config.final_eval.scales=(2,)",
     "--config.final_eval.compare_with=",
 ]
 
@@ -143,9 +156,13 @@ TINY_FLAGS = [
 def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(CLI + ["--workdir", str(straight)] + TINY_FLAGS, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        CLI + ["--workdir", str(straight)] + TINY_FLAGS, env=env, check=True, capture_output=True, timeout=300
+    )
 
-    proc = subprocess.Popen(CLI + ["--workdir", str(killed)] + TINY_FLAGS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        CLI + ["--workdir", str(killed)] + TINY_FLAGS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while not (killed / "checkpoints" / "8" / "commit_success.txt").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -154,93 +171,40 @@ def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
     steps_done = max(s for s, _ in _losses(killed))
     assert steps_done < 24, "the run finished before it could be killed; make it longer"
 
-    out = subprocess.run(CLI + ["--workdir", str(killed)] + TINY_FLAGS, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        CLI + ["--workdir", str(killed)] + TINY_FLAGS, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resumed from" in out.stdout
     assert "killed (EDSR-baseline 1x8, MLP 128x2): " in out.stdout  # the run, then its architecture
     assert _losses(killed) == _losses(straight)
 
 
-def test_a_checkpoint_with_per_parameter_adam_moments_resumes_as_a_flat_one(tmp_path, monkeypatch):
-    """Runs saved before the optimizer state was flat (an Adam moment array per parameter array)
-    resume, and train on as if they had always been flat."""
-    straight = train_lib.train_and_evaluate(tiny_config(num_steps=8, eval_every_steps=1000), tmp_path / "straight")
-    with monkeypatch.context() as m:
-        m.setattr(train_lib, "make_optimizer", train_lib.per_parameter_optimizer)
-        train_lib.train_and_evaluate(tiny_config(num_steps=4, eval_every_steps=1000), tmp_path / "old")
-    resumed = train_lib.train_and_evaluate(tiny_config(num_steps=8, eval_every_steps=1000), tmp_path / "old")
-    assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-6)
-    assert [s for s, _ in _losses(tmp_path / "old")] == [2, 4, 6, 8]
-
-
-def test_bf16_training_reads_bf16_copies_of_the_params_and_updates_float32_ones():
-    """In bf16 the state carries the params rounded to bf16, made by the step from the float32
-    params it updates. The step's loss is that of casting inside the step to bf16 precision (the
-    first layer's bias and coordinate weights, added in float32, are now rounded first), and so is
-    its update (Adam's first step moves each weight by about lr, whatever the gradient's size)."""
-    from liif_jax.models import build_model
-
-    model = build_model(liif_spec("edsr-baseline", {"n_resblocks": 1, "n_feats": 8}, hidden_list=(16,)), jnp.bfloat16)
-    tx = train_lib.make_optimizer(tiny_config(), steps_per_epoch=10)
-    params = model.init(jax.random.key(0), 12)
-    rng = np.random.default_rng(0)
-    batch = {"inp": rng.uniform(-1, 1, (2, 12, 12, 3)), "coord": rng.uniform(-1, 1, (2, 32, 2)),
-             "cell": np.full((2, 32, 2), 0.05), "gt": rng.uniform(-1, 1, (2, 32, 3))}
-    batch = {k: v.astype(np.float32) for k, v in batch.items()}
-    state = train_lib.TrainState.create(model, tx, params)
-    assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(state.compute_params))
-    step = jax.jit(lambda s, b: train_lib.train_step(model, tx, s, b))
-    new, loss = step(state, batch)
-    plain, plain_loss = step(state.replace(compute_params=None), batch)
-    assert float(loss) == pytest.approx(float(plain_loss), rel=1e-4)
-    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(new.params))
-    lr = tiny_config().optimizer.lr
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=2.5 * lr), new.params, plain.params)
-    jax.tree.map(lambda c, p: np.testing.assert_array_equal(c, p.astype(jnp.bfloat16)), new.compute_params, new.params)
-
-
-def test_the_flat_optimizer_state_is_the_per_parameter_one_raveled():
-    """`flat_moments` turns an Adam state with a moment per parameter array into the flat
-    optimizer's, and a step from either gives the same updates (to float32 rounding: XLA fuses
-    the flat vector's arithmetic differently)."""
-    from liif_jax.models import build_model
-
-    model = build_model(liif_spec("edsr-baseline", {"n_resblocks": 1, "n_feats": 8}, hidden_list=(16,)))
-    cfg = tiny_config()
-    params = model.init(jax.random.key(0), 12)
-    grads = jax.tree.map(lambda p: jnp.cos(p * 3.0), params)
-    old_tx, flat_tx = train_state.per_parameter_optimizer(cfg, 10), train_state.make_optimizer(cfg, 10)
-    _, old = old_tx.update(grads, old_tx.init(params), params)  # moments after one step
-    flat = train_state.flat_moments(old, jax.tree.structure(params))
-    assert jax.tree.structure(flat) == jax.tree.structure(flat_tx.init(params))
-    up_old, _ = old_tx.update(grads, old, params)
-    up_flat, _ = flat_tx.update(grads, flat, params)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), up_old, up_flat)
-
-
 def test_validation_and_checkpoints_default_to_once_per_epoch(tmp_path):
     """The official epoch_val: 1 and epoch-last: 6 training photos in batches of 4 = 2 steps/epoch."""
     cfg = tiny_config(num_steps=5, log_every_steps=100)
     cfg.eval_every_steps = cfg.checkpoint_every_steps = None
-    train_lib.train_and_evaluate(cfg, tmp_path)
-    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    trainer.train_and_evaluate(cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "val_psnr" in r] == [2, 4, 5]  # and the last step
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4, 5]
 
 
 def test_a_workdir_of_another_model_is_refused(tmp_path):
-    train_lib.train_and_evaluate(tiny_config(num_steps=2), tmp_path)
-    with pytest.raises(train_lib.TrainingError, match="holds a run of another model"):
-        train_lib.train_and_evaluate(tiny_config(**{"num_steps": 2, "model.args.imnet_spec.args.hidden_list": (32,)}), tmp_path)
+    trainer.train_and_evaluate(tiny_config(num_steps=2), tmp_path)
+    with pytest.raises(trainer.TrainingError, match="holds a run of another model"):
+        trainer.train_and_evaluate(
+            tiny_config(**{"num_steps": 2, "model.args.imnet_spec.args.hidden_list": (32,)}), tmp_path
+        )
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     cfg = tiny_config(**{"num_steps": 12, "checkpoint_every_steps": 2, "log_every_steps": 1})
-    train_lib.train_and_evaluate(tiny_config(num_steps=2, checkpoint_every_steps=2), tmp_path)
+    trainer.train_and_evaluate(tiny_config(num_steps=2, checkpoint_every_steps=2), tmp_path)
     cfg.optimizer.lr = 1e36  # blows the weights up within a couple of steps
-    with pytest.raises(train_lib.TrainingError, match=r"loss is (nan|inf).*last good checkpoint is step \d+"):
-        train_lib.train_and_evaluate(cfg, tmp_path)
-    from liif_jax.checkpoints import load_model
+    with pytest.raises(trainer.TrainingError, match=r"loss is (nan|inf).*last good checkpoint is step \d+"):
+        trainer.train_and_evaluate(cfg, tmp_path)
+    from liif_jax.formats.checkpoints import load_model
 
     _, params = load_model(tmp_path)
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
@@ -250,21 +214,37 @@ def test_missing_data_folder_is_named(tmp_path):
     cfg = tiny_config()
     cfg.data.train.dataset = {"name": "image-folder", "args": {"root_path": str(tmp_path / "DIV2K_train_HR")}}
     with pytest.raises(ValueError, match="DIV2K_train_HR"):
-        train_lib.train_and_evaluate(cfg, tmp_path / "wd")
+        trainer.train_and_evaluate(cfg, tmp_path / "wd")
 
 
-@pytest.mark.parametrize("config, key, level, keys", [
-    (CLI[-2:], "num_stepz=3", "config has no key 'num_stepz' (did you mean 'num_steps'?)", "checkpoint_every_steps, compute_dtype"),
-    ([], "data.train.dataset.args.root_path=/photos", "config.data.train.dataset.args has no key 'root_path'", "repeat, split"),
-    ([], "final_eval.scales.x=3", "config.final_eval.scales is a tuple, not a group of keys", ""),
-], ids=["--config", "default config, nested", "default config, in a tuple"])
+@pytest.mark.parametrize(
+    "config, key, level, keys",
+    [
+        (
+            CLI[-2:],
+            "num_stepz=3",
+            "config has no key 'num_stepz' (did you mean 'num_steps'?)",
+            "checkpoint_every_steps, compute_dtype",
+        ),
+        (
+            [],
+            "data.train.dataset.args.root_path=/photos",
+            "config.data.train.dataset.args has no key 'root_path'",
+            "repeat, split",
+        ),
+        ([], "final_eval.scales.x=3", "config.final_eval.scales is a tuple, not a group of keys", ""),
+    ],
+    ids=["--config", "default config, nested", "default config, in a tuple"],
+)
 def test_unknown_config_key_is_a_one_line_error(tmp_path, config, key, level, keys):
     """The key, the level of the config it is missing from, and the keys there (the quickstart
     has no root_path: its photographs are built in), with or without --config."""
     cmd = [sys.executable, "-m", "liif_jax.train", *config, "--workdir", str(tmp_path), f"--config.{key}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-3000:]
-    assert out.stderr.startswith(f"error: unknown config key in the command line: --config.{key.partition('=')[0]}: {level}")
+    assert out.stderr.startswith(
+        f"error: unknown config key in the command line: --config.{key.partition('=')[0]}: {level}"
+    )
     assert keys in out.stderr and not tmp_path.joinpath("config.json").exists()
 
 
@@ -296,8 +276,17 @@ epoch_save: 100
 def test_cli_trains_from_an_official_yaml_config(tmp_path):
     """`--config train_x.yaml`, as the official `train_liif.py --config`, with --config.KEY overrides."""
     (tmp_path / "tiny.yaml").write_text(TINY_OFFICIAL_YAML)
-    cmd = [sys.executable, "-m", "liif_jax.train", "--workdir", str(tmp_path / "w"), "--config", str(tmp_path / "tiny.yaml"),
-           "--config.num_workers=0", "--config.log_every_steps=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "liif_jax.train",
+        "--workdir",
+        str(tmp_path / "w"),
+        "--config",
+        str(tmp_path / "tiny.yaml"),
+        "--config.num_workers=0",
+        "--config.log_every_steps=1",
+    ]
     out = subprocess.run(cmd, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2 steps/epoch, steps 0 -> 4" in out.stdout and "step 4/4 (epoch 2)" in out.stdout

@@ -14,10 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from liif_jax import evaluate
+from liif_jax.configs import official
+from liif_jax.data import datasets
+from liif_jax.formats import checkpoints
+from liif_jax.formats.state_dict import official_state_dict, params_from_state_dict, save_official
+from liif_jax.models import LIIF, FixedScaleSR, MetaSR, build_model, encoders
+from liif_jax.render import render
+
 from conftest import REPO, load_module
-from liif_jax import checkpoints, configs, datasets, encoders, evaluate, render
-from liif_jax.models import LIIF, FixedScaleSR, MetaSR, build_model
-from liif_jax.state_dict import official_state_dict, params_from_state_dict, save_official
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 REF = DATA / "upsample_reference.npz"
@@ -88,7 +93,7 @@ def test_render_of_a_baseline_is_its_upsampled_map_resampled():
 
 @pytest.mark.parametrize("path", OFFICIAL_TRAIN_CONFIGS, ids=lambda p: p.stem)
 def test_every_official_training_config_converts_and_builds(path):
-    c = configs.from_official_yaml(path)
+    c = official.from_official_yaml(path)
     model = build_model(c.model.to_dict())
     shapes = jax.eval_shape(model.init, jax.random.key(0))
     assert jax.tree.leaves(shapes)
@@ -140,16 +145,29 @@ def test_every_official_test_config_is_read_by_evaluate(path, tmp_path, monkeypa
     assert test.protocol == (y["eval_type"].split("-")[0] if y.get("eval_type") else "plain")
 
 
-@pytest.mark.parametrize("spec, needle", [
-    ({"name": "liif", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True}}}},
-     "fixed-scale baseline"),
-    ({"name": "liif", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"scale": 5}}}}, "scale 5"),
-    ({"name": "liif", "args": {"encoder_spec": {"name": "rdn", "args": {"scale": 8}}}}, "scale 8"),
-    ({"name": "liif", "args": {"encoder_spec": {"name": "rcan", "args": {"scale": 2}}}}, "rcan"),
-    ({"name": "liif", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"scale": 2}},
-                               "imnet_spec": {"name": "mlp", "args": {"out_dim": 3}}}}, "no_upsampling: true"),
-    ({"name": "metasr", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {}}}}, "no_upsampling: true"),
-])
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        (
+            {"name": "liif", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"no_upsampling": True}}}},
+            "fixed-scale baseline",
+        ),
+        ({"name": "liif", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {"scale": 5}}}}, "scale 5"),
+        ({"name": "liif", "args": {"encoder_spec": {"name": "rdn", "args": {"scale": 8}}}}, "scale 8"),
+        ({"name": "liif", "args": {"encoder_spec": {"name": "rcan", "args": {"scale": 2}}}}, "rcan"),
+        (
+            {
+                "name": "liif",
+                "args": {
+                    "encoder_spec": {"name": "edsr-baseline", "args": {"scale": 2}},
+                    "imnet_spec": {"name": "mlp", "args": {"out_dim": 3}},
+                },
+            },
+            "no_upsampling: true",
+        ),
+        ({"name": "metasr", "args": {"encoder_spec": {"name": "edsr-baseline", "args": {}}}}, "no_upsampling: true"),
+    ],
+)
 def test_baseline_spec_errors_are_clear(spec, needle):
     with pytest.raises(ValueError, match=needle):
         build_model(spec)

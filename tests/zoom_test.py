@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
-from liif_jax import demo, render, zoom
-from liif_jax.configs import liif_spec
-from liif_jax.coords import make_coord
+from liif_jax import demo
+from liif_jax.configs.common import liif_spec
 from liif_jax.models import build_model
+from liif_jax.models.coords import make_coord
+from liif_jax.render import render, zoom
 
-SHIPPED = REPO / "experiments" / "pretrained" / "edsr-baseline-liif"
+from conftest import REPO
+
+SHIPPED = REPO / "liif_jax" / "pretrained" / "edsr-baseline-liif"
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +91,14 @@ def test_demo_zoom_with_the_shipped_model(tmp_path, capsys):
     assert "3/3 frames" in captured.err and "3 frames of 8x10, x1 to x4" in captured.out
     with Image.open(tmp_path / "z.webp") as anim:
         assert (anim.n_frames, anim.size) == (3, (10, 8))
-    for bad, needle in (([*args, "--output", "z.png"], "--output must end in .gif or .webp"),
-                        (["--input", "x.png", "--model", "m", "--zoom", "3", "--resolution", "8,8", "--output", "z.gif"], "--zoom needs --scale"),
-                        ([*args[:-1], "1", "--output", "z.gif"], "--zoom needs --scale S above 1")):
+    for bad, needle in (
+        ([*args, "--output", "z.png"], "--output must end in .gif or .webp"),
+        (
+            ["--input", "x.png", "--model", "m", "--zoom", "3", "--resolution", "8,8", "--output", "z.gif"],
+            "--zoom needs --scale",
+        ),
+        ([*args[:-1], "1", "--output", "z.gif"], "--zoom needs --scale S above 1"),
+    ):
         with pytest.raises(SystemExit):
             demo.main(bad)
         assert needle in capsys.readouterr().err

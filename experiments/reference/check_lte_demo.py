@@ -64,7 +64,9 @@ def make(out: pathlib.Path, official: pathlib.Path, photos: pathlib.Path) -> Non
             u8 = (torch.from_numpy(pred) * 0.5 + 0.5).clamp(0, 1).mul(255).byte().numpy()  # as demo.py's ToPILImage
             Image.fromarray(u8).save(out / f"lte_eval_{name}_x{s}.png")
         with torch.no_grad():
-            inp = (torch.from_numpy(np.asarray(Image.open(out / "input.png")).copy()).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+            inp = (
+                torch.from_numpy(np.asarray(Image.open(out / "input.png")).copy()).permute(2, 0, 1).float() / 255 - 0.5
+            ) / 0.5
             np.save(out / f"lte_{name}_feat.npy", model.eval().gen_feat(inp[None])[0].permute(1, 2, 0).numpy())
     meta = {"torch": torch.__version__, "lte_files_sha256": files_digest(official), "lte_demo_seconds": timings}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -85,13 +87,17 @@ def demo_prediction(models, utils, inp_path: pathlib.Path, model_path: pathlib.P
     cell[:, 0] *= 2 / h
     cell[:, 1] *= 2 / w
     factor = max(h / img.shape[-2] / 4, 1)
-    pred = batched_predict(model, ((img - 0.5) / 0.5).unsqueeze(0), coord.unsqueeze(0), factor * cell.unsqueeze(0), bsize=30000)[0]
+    pred = batched_predict(
+        model, ((img - 0.5) / 0.5).unsqueeze(0), coord.unsqueeze(0), factor * cell.unsqueeze(0), bsize=30000
+    )[0]
     return pred.view(h, w, 3).numpy()
 
 
 def ours_float(model_path: pathlib.Path, inp_path: pathlib.Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """Our prediction in [-1, 1] (H, W, 3) with LTE's demo settings, and the encoder's features."""
-    from liif_jax import checkpoints, imaging, render
+    from liif_jax.data import imaging
+    from liif_jax.formats import checkpoints
+    from liif_jax.render import render
 
     model, params = checkpoints.load_model(model_path)
     img = imaging.to_float01(imaging.load_rgb(inp_path))
@@ -107,8 +113,19 @@ def compare(out: pathlib.Path, results: pathlib.Path | None) -> None:
     for name in MODELS:
         for s in SCALES:
             ours = out / f"ours_{name}_x{s}.png"
-            cmd = [sys.executable, "-m", "liif_jax.demo", "--input", str(out / "input.png"), "--model",
-                   str(out / f"{name}.pth"), "--scale", str(s), "--output", str(ours)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "liif_jax.demo",
+                "--input",
+                str(out / "input.png"),
+                "--model",
+                str(out / f"{name}.pth"),
+                "--scale",
+                str(s),
+                "--output",
+                str(ours),
+            ]
             t = time.perf_counter()
             subprocess.run(cmd, check=True)
             seconds = time.perf_counter() - t
@@ -124,8 +141,20 @@ def compare(out: pathlib.Path, results: pathlib.Path | None) -> None:
             float_diff = float(np.abs(pred - np.load(out / f"lte_eval_{name}_x{s}.npy")).max())
             feat_diff = float(np.abs(feat - np.load(out / f"lte_{name}_feat.npy")).max())
             feat_scale = float(np.abs(np.load(out / f"lte_{name}_feat.npy")).max())
-            rows.append((name, s, a.shape, diffs, a.shape[0] * a.shape[1],
-                         meta["lte_demo_seconds"][f"{name}_x{s}"], seconds, float_diff, feat_diff, feat_scale))
+            rows.append(
+                (
+                    name,
+                    s,
+                    a.shape,
+                    diffs,
+                    a.shape[0] * a.shape[1],
+                    meta["lte_demo_seconds"][f"{name}_x{s}"],
+                    seconds,
+                    float_diff,
+                    feat_diff,
+                    feat_scale,
+                )
+            )
     lines = [
         "# LTE's demo.py and liif_jax's demo on checkpoints written by LTE's code",
         "",
@@ -139,7 +168,11 @@ def compare(out: pathlib.Path, results: pathlib.Path | None) -> None:
         f"scikit-image's {PHOTO} (not a multiple of SwinIR's window 8). LTE's demo.py ran unchanged; ours: "
         "`python -m liif_jax.demo --input input.png --model MODEL.pth --scale S --output out.png` (defaults: "
         "tiles of 256, SwinIR encoded whole). LTE's files: sha256 prefixes "
-        + ", ".join(f"`{k}` {v}" for k, v in meta["lte_files_sha256"].items() if k in ("demo.py", "models/lte.py", "models/swinir.py"))
+        + ", ".join(
+            f"`{k}` {v}"
+            for k, v in meta["lte_files_sha256"].items()
+            if k in ("demo.py", "models/lte.py", "models/swinir.py")
+        )
         + ".",
         "",
         "| model | scale | output (H x W) | vs LTE demo.py as it is: max difference (of 255), pixels differing "
@@ -150,8 +183,10 @@ def compare(out: pathlib.Path, results: pathlib.Path | None) -> None:
     ]
     for name, s, shape, diffs, total, t_lte, t_ours, fd, ed, es in rows:
         cells = " | ".join(f"{mx}, {n} of {total} ({100 * n / total:.3f}%)" for mx, n in diffs)
-        lines.append(f"| {name} | x{s}{' (cell clamped)' if s > 4 else ''} | {shape[0]} x {shape[1]} | {cells} | "
-                     f"{fd:.2e} | {ed:.2e} ({es:.3g}) | {t_lte:.1f} | {t_ours:.1f} |")
+        lines.append(
+            f"| {name} | x{s}{' (cell clamped)' if s > 4 else ''} | {shape[0]} x {shape[1]} | {cells} | "
+            f"{fd:.2e} | {ed:.2e} ({es:.3g}) | {t_lte:.1f} | {t_ours:.1f} |"
+        )
     lines += [
         "",
         "LTE's demo.py leaves the model in training mode (it never calls `model.eval()`), so SwinIR's stochastic "

@@ -36,12 +36,21 @@ def _mlp(*hidden: int) -> dict:
 
 
 SPECS = {
-    "liif_edsr": {"name": "liif", "args": {"encoder_spec": _encoder("edsr-baseline", n_resblocks=2, n_feats=8),
-                                           "imnet_spec": _mlp(32, 32)}},
-    "liif_rdn_nocell": {"name": "liif", "args": {"encoder_spec": _encoder("rdn", G0=8, RDNconfig="A"),
-                                                 "imnet_spec": _mlp(16), "cell_decode": False}},
-    "liif_rcan": {"name": "liif", "args": {"encoder_spec": _encoder("rcan", n_resgroups=2, n_resblocks=2, n_feats=16,
-                                                                    reduction=4), "imnet_spec": _mlp(16, 16)}},
+    "liif_edsr": {
+        "name": "liif",
+        "args": {"encoder_spec": _encoder("edsr-baseline", n_resblocks=2, n_feats=8), "imnet_spec": _mlp(32, 32)},
+    },
+    "liif_rdn_nocell": {
+        "name": "liif",
+        "args": {"encoder_spec": _encoder("rdn", G0=8, RDNconfig="A"), "imnet_spec": _mlp(16), "cell_decode": False},
+    },
+    "liif_rcan": {
+        "name": "liif",
+        "args": {
+            "encoder_spec": _encoder("rcan", n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4),
+            "imnet_spec": _mlp(16, 16),
+        },
+    },
     "metasr_edsr": {"name": "metasr", "args": {"encoder_spec": _encoder("edsr-baseline", n_resblocks=2, n_feats=8)}},
 }
 
@@ -52,9 +61,9 @@ def export(out: pathlib.Path) -> None:
 
     jax.config.update("jax_default_matmul_precision", "highest")
     from liif_jax import convert
-    from liif_jax.checkpoints import load_model, save_model
-    from liif_jax.coords import make_cell, make_coord
+    from liif_jax.formats.checkpoints import load_model, save_model
     from liif_jax.models import build_model
+    from liif_jax.models.coords import make_cell, make_coord
 
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -98,8 +107,10 @@ def check(out: pathlib.Path, official: pathlib.Path) -> None:
             with torch.no_grad():
                 err = float(np.abs(model(inp, coord, cell).numpy() - ours).max())
             worst = max(worst, err)
-            print(f"{name:16s} mmap={mmap!s:5s} {len(sv['model']['sd'])} tensors, output std {ours.std():.3f}, "
-                  f"max |official - ours| {err:.2e}")
+            print(
+                f"{name:16s} mmap={mmap!s:5s} {len(sv['model']['sd'])} tensors, output std {ours.std():.3f}, "
+                f"max |official - ours| {err:.2e}"
+            )
     print(f"largest difference {worst:.2e}")
     if worst > 1e-5:
         raise SystemExit("the official model does not reproduce ours")

@@ -28,8 +28,20 @@ import numpy as np
 from PIL import Image
 
 # The files that define what the vectors hold; their sha256 goes into each MANIFEST.
-DIGESTED = ("models/lte.py", "models/swinir.py", "models/liif.py", "models/misc.py", "models/edsr.py",
-            "models/rdn.py", "models/mlp.py", "demo.py", "test.py", "train.py", "utils.py", "datasets/wrappers.py")
+DIGESTED = (
+    "models/lte.py",
+    "models/swinir.py",
+    "models/liif.py",
+    "models/misc.py",
+    "models/edsr.py",
+    "models/rdn.py",
+    "models/mlp.py",
+    "demo.py",
+    "test.py",
+    "train.py",
+    "utils.py",
+    "datasets/wrappers.py",
+)
 
 
 def _timm_layers(torch) -> types.ModuleType:

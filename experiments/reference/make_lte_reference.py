@@ -53,10 +53,9 @@ import runpy
 import sys
 
 import numpy as np
-from PIL import Image
-
 from lte_official import files_digest, import_lte
 from make_reference import ADAM_STEP, adam_step
+from PIL import Image
 
 
 def swinir(**args) -> dict:
@@ -192,12 +191,27 @@ def forward(models, utils, name, seed, batch, in_hw):
         feat = model.gen_feat(inp)
         out = model(inp, torch.from_numpy(coord), torch.from_numpy(cell))
         out_clamp = model(inp, torch.from_numpy(coord), torch.from_numpy(cell_clamp))
-    arrays = {**state_arrays(model, float16=name in FLOAT16_GRID), "inp": inp.numpy(), "feat": feat.numpy(),
-              "coord": coord, "cell": cell, "scale": scale, "out": out.numpy(), "cell_clamp": cell_clamp,
-              "out_clamp": out_clamp.numpy()}
-    entry = {"name": name, "model_spec": SPECS[name], "seed": seed, "in_hw": list(in_hw), "batch": batch,
-             "scales": SCALES, "scale_max": SCALE_MAX,
-             "param_dtype": "float16 (exact values used in float32)" if name in FLOAT16_GRID else "float32"}
+    arrays = {
+        **state_arrays(model, float16=name in FLOAT16_GRID),
+        "inp": inp.numpy(),
+        "feat": feat.numpy(),
+        "coord": coord,
+        "cell": cell,
+        "scale": scale,
+        "out": out.numpy(),
+        "cell_clamp": cell_clamp,
+        "out_clamp": out_clamp.numpy(),
+    }
+    entry = {
+        "name": name,
+        "model_spec": SPECS[name],
+        "seed": seed,
+        "in_hw": list(in_hw),
+        "batch": batch,
+        "scales": SCALES,
+        "scale_max": SCALE_MAX,
+        "param_dtype": "float16 (exact values used in float32)" if name in FLOAT16_GRID else "float32",
+    }
     return arrays, entry, model
 
 
@@ -221,8 +235,11 @@ def save_pth(utils, model, spec, path: pathlib.Path) -> None:
 
     optimizer_spec = {"name": "adam", "args": {"lr": 1e-4}}
     optimizer = utils.make_optimizer(model.parameters(), optimizer_spec)
-    sv_file = {"model": {**json.loads(json.dumps(spec)), "sd": model.state_dict()},
-               "optimizer": {**optimizer_spec, "sd": optimizer.state_dict()}, "epoch": 1}
+    sv_file = {
+        "model": {**json.loads(json.dumps(spec)), "sd": model.state_dict()},
+        "optimizer": {**optimizer_spec, "sd": optimizer.state_dict()},
+        "epoch": 1,
+    }
     torch.save(sv_file, path)
 
 
@@ -261,14 +278,35 @@ def evaluation(official, models, utils, photos, name, seed, window):
     test.utils.calc_psnr = recording
     try:
         norm = {"inp": {"sub": [0.5], "div": [0.5]}, "gt": {"sub": [0.5], "div": [0.5]}}
-        psnr = test.eval_psnr([batch], model, data_norm=norm, eval_type="div2k-6", eval_bsize=30000,
-                              window_size=window, scale_max=SCALE_MAX)
+        psnr = test.eval_psnr(
+            [batch],
+            model,
+            data_norm=norm,
+            eval_type="div2k-6",
+            eval_bsize=30000,
+            window_size=window,
+            scale_max=SCALE_MAX,
+        )
     finally:
         test.utils.calc_psnr = calc_psnr
-    arrays = {**state_arrays(model), "hr_u8": hr_u8, "lr": sample["inp"].numpy(), "pred": seen["pred"][0].numpy(),
-              "gt": seen["gt"][0].numpy(), "psnr": np.float64(psnr)}
-    entry = {"name": f"eval_{name}", "model_spec": SPECS[name], "seed": seed, "eval_type": "div2k-6",
-             "window": window, "scale_max": SCALE_MAX, "psnr": psnr, "hr_shape": list(hr_u8.shape)}
+    arrays = {
+        **state_arrays(model),
+        "hr_u8": hr_u8,
+        "lr": sample["inp"].numpy(),
+        "pred": seen["pred"][0].numpy(),
+        "gt": seen["gt"][0].numpy(),
+        "psnr": np.float64(psnr),
+    }
+    entry = {
+        "name": f"eval_{name}",
+        "model_spec": SPECS[name],
+        "seed": seed,
+        "eval_type": "div2k-6",
+        "window": window,
+        "scale_max": SCALE_MAX,
+        "psnr": psnr,
+        "hr_shape": list(hr_u8.shape),
+    }
     return arrays, entry
 
 
@@ -277,9 +315,12 @@ def full_size_shapes(models) -> dict:
     for name, spec in FULL_SIZE.items():
         sd = models.make(spec).state_dict()
         params = dict(models.make(spec).named_parameters())
-        shapes[name] = {"model_spec": spec, "state_dict": {k: list(v.shape) for k, v in sd.items()},
-                        "num_params": sum(v.numel() for v in params.values()),
-                        "buffers": sorted(k for k in sd if k not in params)}
+        shapes[name] = {
+            "model_spec": spec,
+            "state_dict": {k: list(v.shape) for k, v in sd.items()},
+            "num_params": sum(v.numel() for v in params.values()),
+            "buffers": sorted(k for k in sd if k not in params),
+        }
     return shapes
 
 
@@ -317,9 +358,16 @@ def main(argv: list[str] | None = None) -> int:
         assert all(torch.equal(saved[k], v) for k, v in built[name].state_dict().items())
         for s in DEMO_SCALES:
             run_demo(official, out / "demo_input.png", out / f"{name}.pth", s, out / f"demo_{name}_x{s}.png")
-        manifest.append({"name": f"demo_{name}", "model_spec": SPECS[name], "pth": f"{name}.pth",
-                         "input": "demo_input.png", "scales": list(DEMO_SCALES),
-                         "outputs": [f"demo_{name}_x{s}.png" for s in DEMO_SCALES]})
+        manifest.append(
+            {
+                "name": f"demo_{name}",
+                "model_spec": SPECS[name],
+                "pth": f"{name}.pth",
+                "input": "demo_input.png",
+                "scales": list(DEMO_SCALES),
+                "outputs": [f"demo_{name}_x{s}.png" for s in DEMO_SCALES],
+            }
+        )
     for name, seed, window in EVAL:
         write(f"eval_{name}", *evaluation(official, models, utils, args.photos, name, seed, window))
     (out / "official_state_dict_shapes.json").write_text(json.dumps(shapes, indent=1))

@@ -123,8 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"torch": torch.__version__, "official_commit": COMMIT, "seed": args.seed, "in_hw": list(IN_HW)}
     arrays = {f"param/{k}": v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     arrays.update(
-        inp=inp.numpy(), feat=feat.numpy(), coord=coord, cell=cell, out=out.numpy(),
-        scale=np.concatenate(scales), model_spec=np.array(json.dumps(MODEL_SPEC)), meta=np.array(json.dumps(meta)),
+        inp=inp.numpy(),
+        feat=feat.numpy(),
+        coord=coord,
+        cell=cell,
+        out=out.numpy(),
+        scale=np.concatenate(scales),
+        model_spec=np.array(json.dumps(MODEL_SPEC)),
+        meta=np.array(json.dumps(meta)),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)

@@ -55,9 +55,8 @@ import pathlib
 import sys
 
 import numpy as np
-from PIL import Image
-
 from make_metasr_reference import COMMIT, import_official
+from PIL import Image
 
 
 def encoder(name: str, **args) -> dict:
@@ -66,8 +65,16 @@ def encoder(name: str, **args) -> dict:
 
 def liif(enc: dict, hidden=(32, 32, 32, 32), unfold=True, ensemble=True, cell=True) -> dict:
     mlp = {"name": "mlp", "args": {"out_dim": 3, "hidden_list": list(hidden)}}
-    return {"name": "liif", "args": {"encoder_spec": enc, "imnet_spec": mlp, "feat_unfold": unfold,
-                                     "local_ensemble": ensemble, "cell_decode": cell}}
+    return {
+        "name": "liif",
+        "args": {
+            "encoder_spec": enc,
+            "imnet_spec": mlp,
+            "feat_unfold": unfold,
+            "local_ensemble": ensemble,
+            "cell_decode": cell,
+        },
+    }
 
 
 EDSR_BASELINE = encoder("edsr-baseline", n_resblocks=4, n_feats=16)
@@ -80,8 +87,14 @@ FORWARD = [
     ("edsr_baseline_liif_no_ensemble", liif(EDSR_BASELINE, ensemble=False), 4, (8, 14), 200, (17, 23)),
     ("rdn_liif_small", liif(encoder("rdn", G0=16, RDNconfig="A")), 5, (10, 9), 200, (30, 27)),
     ("edsr_liif_small", liif(encoder("edsr", n_resblocks=3, n_feats=16)), 9, (8, 10), 200, (24, 30)),
-    ("rcan_liif_small", liif(encoder("rcan", n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4)), 10, (10, 8), 200,
-     (25, 20)),
+    (
+        "rcan_liif_small",
+        liif(encoder("rcan", n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4)),
+        10,
+        (10, 8),
+        200,
+        (25, 20),
+    ),
 ]
 FLOAT16_GRID = {"rdn_liif_small"}
 FULL_SIZE = {
@@ -100,8 +113,13 @@ RESIZE = [
     ("motorcycle_left.png", (200, 300), (60, 45), (20, 15)),
     ("chelsea.png", (120, 200), (24, 24), (24, 24)),
 ]
-PSNR_KEYS = {"div2k-2": ("div2k", 2), "div2k-4": ("div2k", 4), "benchmark-2": ("benchmark", 2),
-             "benchmark-3": ("benchmark", 3), "None-1": (None, 1)}
+PSNR_KEYS = {
+    "div2k-2": ("div2k", 2),
+    "div2k-4": ("div2k", 4),
+    "benchmark-2": ("benchmark", 2),
+    "benchmark-3": ("benchmark", 3),
+    "None-1": (None, 1),
+}
 
 
 def crop(photos: pathlib.Path, name: str, corner: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
@@ -161,16 +179,30 @@ def forward(models, name, spec, seed, in_hw, n_queries, cell_hw):
         feat = model.gen_feat(inp)
         out = model(inp, coord, cell)
     dtype = np.float16 if name in FLOAT16_GRID else np.float32
-    arrays = {**params(model, dtype=dtype), "inp": inp.numpy(), "coord": coord.numpy(), "cell": cell.numpy(),
-              "feat": feat.numpy(), "out": out.numpy()}
-    entry = {"name": name, "model_spec": spec, "seed": seed, "in_hw": list(in_hw), "n_queries": n_queries,
-             "cell_for_hw": list(cell_hw),
-             "param_dtype": "float16 (exact values used in float32)" if dtype == np.float16 else "float32"}
+    arrays = {
+        **params(model, dtype=dtype),
+        "inp": inp.numpy(),
+        "coord": coord.numpy(),
+        "cell": cell.numpy(),
+        "feat": feat.numpy(),
+        "out": out.numpy(),
+    }
+    entry = {
+        "name": name,
+        "model_spec": spec,
+        "seed": seed,
+        "in_hw": list(in_hw),
+        "n_queries": n_queries,
+        "cell_for_hw": list(cell_hw),
+        "param_dtype": "float16 (exact values used in float32)" if dtype == np.float16 else "float32",
+    }
     return arrays, entry, model
 
 
-ADAM_STEP = {"optimizer": "Adam lr=1e-4 (torch defaults betas=(0.9,0.999), eps=1e-8)",
-             "loss": "L1 mean over all elements"}
+ADAM_STEP = {
+    "optimizer": "Adam lr=1e-4 (torch defaults betas=(0.9,0.999), eps=1e-8)",
+    "loss": "L1 mean over all elements",
+}
 
 
 def adam_step(model, inp, utils, state) -> dict[str, np.ndarray]:
@@ -192,8 +224,14 @@ def adam_step(model, inp, utils, state) -> dict[str, np.ndarray]:
     arrays.update(state(model, "after/"))
     with torch.no_grad():
         loss_after = torch.nn.L1Loss()(model(inp, coord, cell), gt)
-    arrays.update(inp=inp.numpy(), coord=coord.numpy(), cell=cell.numpy(), gt=gt.numpy(),
-                  loss=loss.detach().numpy(), loss_after=loss_after.numpy())
+    arrays.update(
+        inp=inp.numpy(),
+        coord=coord.numpy(),
+        cell=cell.numpy(),
+        gt=gt.numpy(),
+        loss=loss.detach().numpy(),
+        loss_after=loss_after.numpy(),
+    )
     return arrays
 
 
@@ -230,10 +268,25 @@ def evaluation(models, utils, photos, name, seed, scale, eval_type, photo, corne
     dataset = eval_type.split("-")[0]
     psnr = utils.calc_psnr(pred, img[None], dataset=dataset, scale=scale).item()
     psnr_plain = utils.calc_psnr(pred, img[None]).item()
-    arrays = {**params(model), "hr_u8": hr_u8, "lr": lr.numpy(), "pred": pred[0].numpy(),
-              "psnr": np.float64(psnr), "psnr_plain": np.float64(psnr_plain)}
-    entry = {"name": name, "model_spec": SMALL, "seed": seed, "scale": scale, "eval_type": eval_type, "psnr": psnr,
-             "psnr_no_shave": psnr_plain, "hr_shape": list(hr_u8.shape), "lr_shape": list(lr.shape)}
+    arrays = {
+        **params(model),
+        "hr_u8": hr_u8,
+        "lr": lr.numpy(),
+        "pred": pred[0].numpy(),
+        "psnr": np.float64(psnr),
+        "psnr_plain": np.float64(psnr_plain),
+    }
+    entry = {
+        "name": name,
+        "model_spec": SMALL,
+        "seed": seed,
+        "scale": scale,
+        "eval_type": eval_type,
+        "psnr": psnr,
+        "psnr_no_shave": psnr_plain,
+        "hr_shape": list(hr_u8.shape),
+        "lr_shape": list(lr.shape),
+    }
     return arrays, entry
 
 
@@ -266,8 +319,11 @@ def save_pth(models, utils, path: pathlib.Path):
     model = models.make(SMALL)
     optimizer_spec = {"name": "adam", "args": {"lr": 1e-4}}
     optimizer = utils.make_optimizer(model.parameters(), optimizer_spec)
-    sv_file = {"model": {**SMALL, "sd": model.state_dict()},
-               "optimizer": {**optimizer_spec, "sd": optimizer.state_dict()}, "epoch": 1}
+    sv_file = {
+        "model": {**SMALL, "sd": model.state_dict()},
+        "optimizer": {**optimizer_spec, "sd": optimizer.state_dict()},
+        "epoch": 1,
+    }
     torch.save(sv_file, path)
 
 
@@ -276,8 +332,11 @@ def full_size_shapes(models) -> dict:
     for name, spec in FULL_SIZE.items():
         sd = models.make(spec).state_dict()
         used = [v.numel() for k, v in sd.items() if not k.startswith(("encoder.sub_mean.", "encoder.add_mean."))]
-        shapes[name] = {"model_spec": spec, "state_dict": {k: list(v.shape) for k, v in sd.items()},
-                        "num_params": sum(used)}
+        shapes[name] = {
+            "model_spec": spec,
+            "state_dict": {k: list(v.shape) for k, v in sd.items()},
+            "num_params": sum(used),
+        }
     return shapes
 
 

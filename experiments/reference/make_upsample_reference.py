@@ -112,11 +112,18 @@ def main(argv: list[str] | None = None) -> int:
             coord = np.stack([queries(rng, make_coord, tuple(pred.shape[-2:])) for _ in range(BATCH)])
             cell = np.broadcast_to(np.float32(2) / np.array(pred.shape[-2:], np.float32), coord.shape).copy()
             out = model(inp, torch.from_numpy(coord), torch.from_numpy(cell))
-        arrays.update({
-            f"{key}/spec": np.array(json.dumps(spec)), f"{key}/params": np.array(json.dumps(params)),
-            f"{key}/seed": np.array(args.seed + i), f"{key}/inp": inp.numpy(), f"{key}/pred": pred.numpy(),
-            f"{key}/coord": coord, f"{key}/cell": cell, f"{key}/out": out.numpy(),
-        })
+        arrays.update(
+            {
+                f"{key}/spec": np.array(json.dumps(spec)),
+                f"{key}/params": np.array(json.dumps(params)),
+                f"{key}/seed": np.array(args.seed + i),
+                f"{key}/inp": inp.numpy(),
+                f"{key}/pred": pred.numpy(),
+                f"{key}/coord": coord,
+                f"{key}/cell": cell,
+                f"{key}/out": out.numpy(),
+            }
+        )
     meta = {"torch": torch.__version__, "official_commit": COMMIT, "seed": args.seed, "models": list(MODELS)}
     arrays["meta"] = np.array(json.dumps(meta))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,0 @@
-"""Ablation of the paper, Table 3: LIIF with no local ensemble (-e); otherwise edsr-baseline-liif."""
-
-from liif_jax.configs import div2k_config, liif_spec
-
-
-def get_config():
-    return div2k_config(liif_spec("edsr-baseline", local_ensemble=False))

@@ -1,8 +1,0 @@
-"""Ablation of the paper, Table 3: trained at the fixed scale x4 only (scale_min = scale_max = 4)."""
-
-from liif_jax.configs import div2k_config, downsampled, liif_spec
-
-
-def get_config():
-    return div2k_config(liif_spec("edsr-baseline"), train_wrapper=downsampled(scale_min=4, scale_max=4),
-                        val_wrapper=downsampled(scale_min=4, scale_max=4, augment=False))

@@ -1,0 +1,1 @@
+"""Reading XLA's compiled programs (HLO text, kernels, FLOPs, bytes) and roofline estimates, for experiments/."""

@@ -1,0 +1,238 @@
+"""A fused Pallas kernel for the query side of an implicit image function: gather, MLP, ensemble.
+
+    out[:, q] = sum_k weights[k, q] * MLP(table[index[k, q]] + b0 + terms[k, :, q] @ w_terms)
+
+for n neighbours k (LIIF's local ensemble: 4), where MLP is ReLU, then (dense, ReLU) per hidden
+layer, then a last dense layer. This is LIIF's decoder after `latent_grid` (the table is the latent
+grid's rows; the terms are the relative coordinate and cell), and any model whose per-query work is
+"gather rows, add per-query terms times a small matrix, run an MLP, weight the results" can use it.
+
+For a block of queries the kernel gathers the rows, runs every layer and the weighted sum with the
+activations on chip, and writes only the outputs: nothing per neighbour and per channel goes to
+device memory between layers. On an NVIDIA GPU it is a Triton kernel; on a CPU the same kernel runs
+in Pallas interpret mode (slow: for tests); elsewhere (TPU) the same sums run as XLA operations
+(`reference`): Mosaic cannot gather rows by a vector of indices.
+
+Triton needs power-of-two blocks whose weights fit in shared memory; so the kernel
+- stacks the n neighbours of `block_rows // n` queries as one block of rows, each weight tile being
+  read once per block (a loop over neighbours would keep every tile of a layer in shared memory);
+- keeps activations as column chunks of `chunk` (64, 32 or 16) channels and multiplies them by
+  chunk x chunk weight tiles read from memory (L2), since slicing a computed value is not lowered;
+- computes the last layer (few outputs) as reductions and writes the output transposed, (out, Q),
+  so that no store needs a power-of-two number of channels.
+Hidden widths must be multiples of 16 (`supports`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+
+Layer = tuple[jax.Array, jax.Array]  # (kernel (in, out), bias (out,))
+
+BLOCK_ROWS = 64  # neighbour rows per program: 16 queries of a 4-neighbour ensemble
+NUM_WARPS = 4
+_CHUNKS = (64, 32, 16)
+
+
+def supports(widths: Sequence[int], n_neighbours: int) -> bool:
+    """Whether the kernel runs an MLP whose table and hidden layers have these widths."""
+    return all(w % _CHUNKS[-1] == 0 for w in widths) and n_neighbours in (1, 2, 4)
+
+
+def flops(widths: Sequence[int], out_dim: int, n_terms: int, n_neighbours: int) -> int:
+    """Multiply-add FLOPs (2 per multiply-add) of one query: per neighbour, the terms' product,
+    the hidden layers (`widths`: the table's, then each hidden layer's) and the last layer."""
+    per_row = 2 * n_terms * widths[0] + sum(2 * a * b for a, b in zip(widths, widths[1:])) + 2 * widths[-1] * out_dim
+    return n_neighbours * per_row
+
+
+def _chunk(widths: Sequence[int]) -> int:
+    return next(c for c in _CHUNKS if all(w % c == 0 for w in widths))
+
+
+def _kernel(
+    n_ref,
+    index_ref,
+    terms_ref,
+    weights_ref,
+    table_ref,
+    w_terms_ref,
+    b0_ref,
+    *refs,
+    queries: int,
+    chunk: int,
+    widths: tuple[int, ...],
+    n_terms: int,
+    out_dim: int,
+    dot,
+):
+    layer_refs, out_ref = refs[:-1], refs[-1]
+    n_nb = index_ref.shape[0]
+    rows = n_nb * queries
+
+    @pl.when(pl.program_id(0) * queries < n_ref[0])  # blocks past the valid queries do nothing
+    def _():
+        index = index_ref[...].reshape(rows)
+        h = []
+        for j in range(widths[0] // chunk):  # the gathered rows plus the per-query terms, chunk by chunk
+            cols = pl.ds(j * chunk, chunk)
+            p = table_ref[index, cols] + b0_ref[cols][None, :]
+            for e in range(n_terms):
+                p = p + terms_ref[:, e, :].reshape(rows)[:, None] * w_terms_ref[e, cols][None, :]
+            h.append(jnp.maximum(p, 0))
+        for i in range(len(widths) - 1):  # hidden layers: chunk x chunk weight tiles
+            w_ref, b_ref = layer_refs[2 * i], layer_refs[2 * i + 1]
+            new = []
+            for o in range(widths[i + 1] // chunk):
+                cols = pl.ds(o * chunk, chunk)
+                s = b_ref[cols][None, :]
+                for j, hj in enumerate(h):
+                    s = s + dot(hj, w_ref[pl.ds(j * chunk, chunk), cols])
+                new.append(jnp.maximum(s, 0))
+            h = new
+        w_ref, b_ref = layer_refs[-2], layer_refs[-1]  # last layer, (out, in): one reduction per output
+        weights = weights_ref[...].reshape(rows)
+        for o in range(out_dim):
+            s = b_ref[o]
+            for j, hj in enumerate(h):
+                s = s + jnp.sum(hj * w_ref[o, pl.ds(j * chunk, chunk)][None, :], axis=1)
+            out_ref[o, :] = jnp.sum((s * weights).reshape(n_nb, queries), axis=0)
+
+
+def _dot(compute_dtype, precision):
+    def dot(a, b):
+        return jnp.dot(a.astype(compute_dtype), b, preferred_element_type=jnp.float32, precision=precision)
+
+    return dot
+
+
+def _pallas(
+    n_valid,
+    index,
+    terms,
+    weights,
+    table,
+    w_terms,
+    b0,
+    layers,
+    *,
+    compute_dtype,
+    precision,
+    interpret,
+    block_rows: int,
+    num_warps: int,
+    triton: bool = True,
+):
+    n_nb, q = index.shape
+    queries = block_rows // n_nb
+    widths = (table.shape[1], *(w.shape[1] for w, _ in layers[:-1]))
+    out_dim = layers[-1][0].shape[1]
+    flat = [a for w, b in layers[:-1] for a in (w.astype(compute_dtype), b)] + [layers[-1][0].T, layers[-1][1]]
+    whole = lambda a: pl.BlockSpec(a.shape, lambda i: (0,) * a.ndim)
+    kernel = functools.partial(
+        _kernel,
+        queries=queries,
+        chunk=_chunk(widths),
+        widths=widths,
+        n_terms=terms.shape[1],
+        out_dim=out_dim,
+        dot=_dot(compute_dtype, precision),
+    )
+    return pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((out_dim, q), jnp.float32),
+        grid=(q // queries,),
+        in_specs=[
+            whole(n_valid),
+            pl.BlockSpec((n_nb, queries), lambda i: (0, i)),
+            pl.BlockSpec((n_nb, terms.shape[1], queries), lambda i: (0, 0, i)),
+            pl.BlockSpec((n_nb, queries), lambda i: (0, i)),
+            whole(table),
+            whole(w_terms),
+            whole(b0),
+        ]
+        + [whole(a) for a in flat],
+        out_specs=pl.BlockSpec((out_dim, queries), lambda i: (0, i)),
+        interpret=interpret,
+        compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=1) if triton else None,
+        name="ensemble_mlp",
+    )(n_valid, index, terms, weights, table, w_terms, b0, *flat)
+
+
+def reference(index, terms, weights, table, w_terms, b0, layers, compute_dtype=jnp.float32) -> jax.Array:
+    """The kernel's sums as XLA operations: (out, Q)."""
+    pre = table[index] + b0
+    for e in range(terms.shape[1]):
+        pre = pre + terms[:, e, :, None] * w_terms[e]
+    h = jnp.maximum(pre, 0)
+    for w, b in layers[:-1]:
+        h = jnp.maximum(
+            jnp.dot(h.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=jnp.float32) + b, 0
+        )
+    out = h @ layers[-1][0] + layers[-1][1]
+    return jnp.sum(out * weights[..., None], axis=0).T
+
+
+def _gpu_precision(compute_dtype) -> jax.lax.Precision | jax.lax.DotAlgorithmPreset | None:
+    """Triton's dot for the configured matmul precision: float32 at "highest" runs as three TF32
+    products (about float32 accuracy; an exact float32 dot of these sizes takes Triton minutes to
+    compile), the default as one TF32 product, as XLA's GPU matmuls do."""
+    if compute_dtype != jnp.float32:
+        return None
+    if jax.config.jax_default_matmul_precision in ("highest", "float32"):
+        return jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
+    return jax.lax.Precision.DEFAULT
+
+
+def ensemble_mlp(
+    table: jax.Array,
+    index: jax.Array,
+    terms: jax.Array,
+    weights: jax.Array,
+    w_terms: jax.Array,
+    b0: jax.Array,
+    layers: Sequence[Layer],
+    n_valid: jax.Array | None = None,
+    compute_dtype=None,
+    block_rows: int | None = None,
+    num_warps: int | None = None,
+) -> jax.Array:
+    """out (out_dim, Q) float32, as the module docstring's sum.
+
+    table (N, D) float32 rows; index (n, Q) int32 rows of the table per neighbour; terms (n, E, Q)
+    float32 per-query inputs; weights (n, Q); w_terms (E, D); b0 (D,); layers: the hidden layers
+    (D_i, D_i+1) and the last (D_last, out_dim), each with its bias. `n_valid` (int32 scalar):
+    only the first n_valid queries are computed (the rest of the output is undefined).
+    `compute_dtype` (e.g. bfloat16): the hidden layers' matmul inputs (float32 accumulation).
+    `block_rows`, `num_warps`: the GPU kernel's block (default `BLOCK_ROWS`, `NUM_WARPS`).
+    """
+    block_rows, num_warps = block_rows or BLOCK_ROWS, num_warps or NUM_WARPS
+    n_nb, q = index.shape
+    widths = (table.shape[1], *(w.shape[1] for w, _ in layers[:-1]))
+    if not supports(widths, n_nb) or block_rows < 16 or block_rows & (block_rows - 1):
+        raise ValueError(
+            f"ensemble_mlp: widths {widths} must be multiples of 16, 1, 2 or 4 neighbours "
+            f"(got {n_nb}), block_rows a power of two >= 16 (got {block_rows})"
+        )
+    compute_dtype = jnp.dtype(compute_dtype or jnp.float32)
+    queries = block_rows // n_nb
+    pad = -q % queries
+    if pad:
+        index, terms, weights = (jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)]) for a in (index, terms, weights))
+    n_valid = jnp.reshape(jnp.asarray(q if n_valid is None else n_valid, jnp.int32), (1,))
+    layers = [tuple(layer) for layer in layers]
+    args = (n_valid, index, terms, weights, table, w_terms, b0, layers)
+    kw = dict(compute_dtype=compute_dtype, block_rows=block_rows, num_warps=num_warps)
+    out = jax.lax.platform_dependent(
+        *args,
+        cpu=functools.partial(_pallas, precision=None, interpret=True, **kw),
+        cuda=functools.partial(_pallas, precision=_gpu_precision(compute_dtype), interpret=False, **kw),
+        default=lambda n_valid, *rest: reference(*rest, compute_dtype=compute_dtype),
+    )
+    return out[:, :q]
