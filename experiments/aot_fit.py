@@ -1,8 +1,8 @@
 """Fit the roofline estimate (`xla_tools.hlo_stats.Roofline`: efficiency e, per-kernel t_launch) to
-the H200 measurements of commit 148494c (`experiments/results/gpu_h200/`).
+the H200 measurements of commit 148494c (`experiments/results/archive/148494c/gpu_h200/`).
 
     git archive 148494c | tar -x -C /tmp/c148494c      # that commit's code, outside this clone
-    JAX_PLATFORMS=cpu python experiments/aot_fit.py --old_tree /tmp/c148494c [--out experiments/results]
+    JAX_PLATFORMS=cpu python experiments/aot_fit.py --old_tree /tmp/c148494c [--out experiments/results/archive/148494c]
 
 Compiles, for a deviceless H200 (`liif_jax/aot/gpu_targets/h200.txtpb`), the programs that 148494c's
 `experiments/benchmark.py` timed (in a child process that imports 148494c's `liif_jax`): the
@@ -26,8 +26,8 @@ import sys
 import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-MEASURED = REPO / "experiments" / "results" / "gpu_h200"
 OLD_COMMIT = "148494c"
+MEASURED = REPO / "experiments" / "results" / "archive" / OLD_COMMIT / "gpu_h200"
 # benchmark run file, dtype, case -> the measured mean (ms) and what it is.
 CASES = {
     "train_f32": ("benchmark_h200.json", "float32", "train_edsr_baseline"),
@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument(
         "--old_tree", help=f"a checkout of commit {OLD_COMMIT} (git archive {OLD_COMMIT} | tar -x -C DIR)"
     )
-    parser.add_argument("--out", default=str(REPO / "experiments" / "results"))
+    parser.add_argument("--out", default=str(MEASURED.parent))
     parser.add_argument("--dump", help=argparse.SUPPRESS)  # internal: the child's output folder
     parser.add_argument("--target_config", default=str(REPO / "liif_jax" / "aot" / "gpu_targets" / "h200.txtpb"))
     args = parser.parse_args()
