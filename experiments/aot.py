@@ -282,7 +282,7 @@ def markdown(r: dict) -> str:
         f"FLOPs (matrix products and convolutions) and HBM bytes between kernels are counted from the optimized HLO "
         f"(`experiments/xla_tools/hlo_stats.py`), loops by their trip counts. **Times are {r['note']}** "
         f"(e = {r['roofline']['efficiency']}, t_launch = {1e6 * r['roofline']['launch_s']:.2f} us; "
-        "[aot_fit_h200.md](aot_fit_h200.md)).",
+        "[aot_fit_h200.md](archive/42e58ae/aot_fit_h200.md)).",
         "",
     ]
     header = (

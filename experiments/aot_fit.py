@@ -1,5 +1,5 @@
 """Fit the roofline estimate (`xla_tools.hlo_stats.Roofline`: efficiency e, per-kernel t_launch) to
-the H200 measurements of commit 148494c (`experiments/results/gpu_h200/`).
+the H200 measurements of commit 148494c (`experiments/results/archive/21edc07/gpu_h200/`).
 
     git archive 148494c | tar -x -C /tmp/c148494c      # that commit's code, outside this clone
     JAX_PLATFORMS=cpu python experiments/aot_fit.py --old_tree /tmp/c148494c [--out experiments/results]
@@ -26,8 +26,8 @@ import sys
 import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-MEASURED = REPO / "experiments" / "results" / "gpu_h200"
 OLD_COMMIT = "148494c"
+MEASURED = REPO / "experiments" / "results" / "archive" / "21edc07" / "gpu_h200"
 # benchmark run file, dtype, case -> the measured mean (ms) and what it is.
 CASES = {
     "train_f32": ("benchmark_h200.json", "float32", "train_edsr_baseline"),
@@ -52,7 +52,7 @@ def measurement(case: str) -> dict:
     r = json.loads((MEASURED / file).read_text())["dtypes"][dtype][name]
     ms = r["model_only"]["ms_per_step"] if name.startswith("train") else r["ms"]
     return {
-        "file": f"gpu_h200/{file}",
+        "file": f"archive/21edc07/gpu_h200/{file}",
         "dtype": dtype,
         "benchmark_case": name,
         "ms": ms,
@@ -258,7 +258,7 @@ def markdown(r: dict) -> str:
         f"Command: `JAX_PLATFORMS=cpu {r['command']}` (OLD_TREE: `git archive {r['old_commit']}`). Date (UTC): "
         f"{r['date_utc']}. No GPU: {r['old_commit']}'s programs compiled deviceless for an H200 "
         "(`liif_jax/aot/gpu_targets/h200.txtpb`), read with `experiments/xla_tools/hlo_stats.py`; measured times from "
-        "[gpu_h200/](gpu_h200/README.md) (one H200, 2026-11-27, `experiments/benchmark.py`: train step model only, "
+        "[gpu_h200/](archive/21edc07/gpu_h200/README.md) (one H200, 2026-11-27, `experiments/benchmark.py`: train step model only, "
         "mean of 100; render mean of 5).",
         "",
         "Estimate per program run: sum over kernel launches of max(FLOPs / (e x peak), HBM bytes / (e x 4.8 TB/s)) "

@@ -101,7 +101,7 @@ def main() -> None:
             "",
             "A TPU render therefore keeps XLA's decoder (`render.resolve_decoder`). A Mosaic kernel would "
             "have to fetch each gathered latent row by a DMA of its own (4 per query); that kernel was not built "
-            '(its cost is inferred in `fused_render_h200.md`, "Other targets").',
+            '(its cost is inferred in `archive/707f6cf/fused_render_h200.md`, "Other targets").',
         ]
     )
     out = pathlib.Path(args.out) / f"fused_tpu_{args.target}.md"

@@ -7,7 +7,7 @@
 #
 #   bash experiments/lte_yamls_cpu.sh OUT_DIR [NAME ...]   (from the repository root, OUT_DIR new or
 #   empty; NAMEs such as train_rdn-lte run only those YAMLs: a SwinIR-LTE step at batch 32 needs more
-#   memory than a 24 GiB machine has, inferred from its 37.7 GB H200 compile, results/aot_lte_h200.md)
+#   memory than a 24 GiB machine has, inferred from its 37.7 GB H200 compile, results/archive/98928f0/aot_lte_h200.md)
 set -euo pipefail
 repo=$(pwd)
 out=$(mkdir -p "${1:?usage: lte_yamls_cpu.sh OUT_DIR [NAME ...]}" && cd "$1" && pwd)

@@ -48,7 +48,7 @@ def test_a_missing_extra_is_named(monkeypatch):
 
 
 def test_the_estimate_uses_the_committed_fit():
-    fit = json.loads((REPO / "experiments" / "results" / "aot_fit_h200.json").read_text())
+    fit = json.loads((REPO / "experiments" / "results" / "archive" / "42e58ae" / "aot_fit_h200.json").read_text())
     adopted = fit["fits"][fit["adopted"]]
     assert estimate.H200_FIT.efficiency == pytest.approx(adopted["efficiency"], rel=0.01)
     assert estimate.H200_FIT.launch_s == pytest.approx(adopted["launch_s"], rel=0.01)

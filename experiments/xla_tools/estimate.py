@@ -28,7 +28,7 @@ def fused_kernel_flops(model: Model, out_hw: tuple[int, int], batch: int = 1) ->
     )
 
 
-# Fitted to measured H200 training steps (experiments/aot_fit.py; results/aot_fit_h200.md says which).
+# Fitted to measured H200 training steps (experiments/aot_fit.py; results/archive/42e58ae/aot_fit_h200.md says which).
 H200_FIT = hlo_stats.Roofline(efficiency=0.402, launch_s=1.16e-6)
 ESTIMATE_NOTE = (
     "estimated, not measured (a roofline fitted to measured H200 training steps): it ranks training "

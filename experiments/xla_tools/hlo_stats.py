@@ -18,7 +18,7 @@ The text is parsed by `xla_tools.hlo_text`.
 
 `Roofline` turns these into a time: per kernel max(flops / (e x peak), bytes / (e x bandwidth)) +
 t_launch, summed over what runs. It is an estimate fitted to measurements
-(`experiments/results/aot_fit_h200.md`), good for ranking programs and counting bytes, not a
+(`experiments/results/archive/42e58ae/aot_fit_h200.md`), good for ranking programs and counting bytes, not a
 measurement.
 """
 
