@@ -6,9 +6,9 @@
 #
 #   bash experiments/demo_tile_cpu.sh PHOTO OUT_DIR [ROUNDS] [LARGE_PHOTO]   (from the repository root)
 #
-# PHOTO is rendered to 999x1507 (the 477x720 photograph's size); LARGE_PHOTO, if given, to
-# 1.25 times its size with the default tile only. MODEL (default: the shipped model) and PY
-# (default: python) may be set.
+# PHOTO is rendered to 999x1507 (the README's measurement uses a 477x720 photograph); LARGE_PHOTO,
+# if given, to 1.25 times its size with the default tile only. MODEL (default: the shipped model)
+# and PY (default: python) may be set.
 set -euo pipefail
 photo=${1:?usage: demo_tile_cpu.sh PHOTO OUT_DIR [ROUNDS] [LARGE_PHOTO]}
 out=${2:?usage: demo_tile_cpu.sh PHOTO OUT_DIR [ROUNDS] [LARGE_PHOTO]}

@@ -1,4 +1,4 @@
-"""Time and peak memory of each CLI on the hostile inputs of issue 13, as separate processes.
+"""Time and peak memory of each CLI on hostile inputs (crafted checkpoints and images), as separate processes.
 
     PYTHONPATH=. python experiments/hostile_inputs.py OUT_DIR > experiments/results/hostile_inputs.md
 

@@ -18,7 +18,7 @@ All but the reference render with the device's default decoder (`render.resolve_
 `--decoder`.
 
 and reports, per scale, the mean PSNR and the largest per-image PSNR change against the reference
-(the issue's target: under 0.01 dB for TF32). Writes `<out>/precision_<device>.json` and `.md`
+(TF32 is acceptable when every change is under 0.01 dB). Writes `<out>/precision_<device>.json` and `.md`
 with the command, device and date. Run it on the machine whose arithmetic you want to know: the
 TF32 row means something only on a GPU.
 """

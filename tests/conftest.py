@@ -33,7 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def load_module(path: pathlib.Path) -> types.ModuleType:
-    """A Python file that is not in a package (experiments/*.py, liif_jax/configs/*.py) as a module."""
+    """An experiment script (experiments/*.py, experiments/reference/*.py), which is in no package, as a module."""
     spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

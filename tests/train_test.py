@@ -60,7 +60,7 @@ def test_one_step_matches_the_official_loss_gradients_and_adam_update():
     for u, w, a in zip(jax.tree.leaves(updates), jax.tree.leaves(diff(after, params)), jax.tree.leaves(after)):
         assert np.all(np.abs(np.asarray(u) - w) <= 1e-4 * np.abs(w) + np.spacing(np.abs(np.asarray(a))))
     # The whole jit-able step. Weights whose gradient is near eps (1e-8) amplify float32 rounding
-    # of the gradient, so the new weights are compared, as the issue asks, at relative 1e-4.
+    # of the gradient, so the new weights are compared at relative 1e-4.
     state = trainer.TrainState.create(model, tx, params)
     new, step_loss = trainer.train_step(model, tx, state, batch)
     assert float(step_loss) == float(loss)
