@@ -16,12 +16,11 @@ if sys.version_info < (3, 12):  # noqa: UP036  (first: one line, not a SyntaxErr
         f"({sys.executable}). Get one with pyenv, uv (uv venv -p 3.12) or your OS packages."
     )
 
-from typing import TYPE_CHECKING  # noqa: E402  (after the version check, on purpose)
-
 __version__ = "0.1.0"
 __all__ = ["Latents", "Upscaler", "__version__", "load", "train"]
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds, for every CLI)
+if TYPE_CHECKING:  # for type checkers and editors
     from liif_jax.api import Latents, Upscaler, load, train
 
 

@@ -4,6 +4,8 @@ centres, and a mistake is one clear ValueError."""
 
 import json
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -178,3 +180,14 @@ def test_train_refuses_an_unknown_key_or_a_wrong_type_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"overrides\['num_steps'\] = 'ten'"):
         liif_jax.train(tmp_path / "run", overrides={"num_steps": "ten"})
     assert not (tmp_path / "run").exists()
+
+
+def test_an_older_python_gets_one_line_saying_what_to_do():
+    """As if on Python 3.11: `import liif_jax` (so every CLI) stops first, with one line."""
+    code = "import sys; sys.version_info = (3, 11, 7, 'final', 0); import liif_jax"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr == (
+        f"liif_jax needs Python 3.12 or newer; this is Python 3.11 ({sys.executable}). "
+        "Get one with pyenv, uv (uv venv -p 3.12) or your OS packages.\n"
+    )
