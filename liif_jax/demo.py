@@ -31,11 +31,9 @@ from liif_jax.render.render import (
     DEFAULT_BATCH_QUERIES,
     LTE_SCALE_MAX,
     default_batch_queries,
-    lte_cell_factor,
-    lte_family,
     resolve_decoder,
     scale_max_for,
-    upscale,
+    upscale_image,
 )
 
 
@@ -53,11 +51,6 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return h, w
 
 
-def to_uint8_official(img01: np.ndarray) -> np.ndarray:
-    """As the official `ToPILImage()` on a float tensor: `mul(255).byte()` truncates."""
-    return (np.asarray(img01, np.float32) * np.float32(255)).astype(np.uint8)
-
-
 def check_zoom_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.scale is None or not args.scale > 1:
         parser.error("--zoom needs --scale S above 1 (the last frame's zoom), not --resolution")
@@ -67,15 +60,6 @@ def check_zoom_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error(
             f"--zoom writes an animation: --output must end in {' or '.join(zoom.ANIMATION_SUFFIXES)}, got {args.output}"
         )
-
-
-def output_size(model, in_hw: tuple[int, int], args: argparse.Namespace) -> tuple[int, int]:
-    """--resolution, or --scale S: int(h S) x int(w S) for LTE's models (its demo.py), else rounded."""
-    if args.resolution:
-        return args.resolution
-    if lte_family(model):
-        return max(1, int(in_hw[0] * args.scale)), max(1, int(in_hw[1] * args.scale))
-    return cli_checks.scaled_size(in_hw, args.scale)
 
 
 def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray, frame_hw: tuple[int, int]) -> int:
@@ -199,25 +183,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.zoom is not None:
         return write_zoom(args, model, params, img, size)
-    size = output_size(model, img.shape[:2], args)  # at most the size checked above
-    factor = lte_cell_factor(size[0] / img.shape[0], scale_max_for(model, args.scale_max))
     t0 = time.perf_counter()
-    pred = upscale(
+    out = upscale_image(  # the size (at most the one checked above), LTE's cell clamp and uint8 rounding
         model,
         params,
         imaging.to_float01(img),
-        size,
-        args.batch_queries,
+        args.scale,
+        args.resolution,
         args.tile,
-        decoder=args.decoder,
-        cell_factor=factor,
+        args.batch_queries,
+        args.decoder,
+        args.scale_max,
     )
     try:
-        Image.fromarray(to_uint8_official(pred)).save(args.output)
+        Image.fromarray(out).save(args.output)
     except (OSError, ValueError) as e:
         print(f"error: cannot write --output {args.output}: {e}", file=sys.stderr)
         return 1
-    h, w = size
+    h, w = out.shape[:2]
     print(
         f"{args.input} ({img.shape[0]}x{img.shape[1]}) -> {args.output} ({h}x{w}) in {time.perf_counter() - t0:.2f} s"
     )

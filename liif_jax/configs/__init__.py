@@ -15,7 +15,7 @@ import difflib
 import importlib
 import importlib.util
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import ml_collections
 
@@ -86,26 +86,42 @@ def _parse_value(text: str, current: object, key: str) -> object:
     return value
 
 
+def _field(config: ml_collections.ConfigDict, key: str, flag: str) -> tuple[ml_collections.ConfigDict, str]:
+    """(group, name) of the dotted `key`'s field; an unknown key is named (as `flag`) with the keys at its level."""
+    node, path = config, key.split(".")
+    for depth, part in enumerate(path):
+        where = "config" + "".join(f".{k}" for k in path[:depth])
+        if not isinstance(node, ml_collections.ConfigDict):
+            raise ValueError(f"{flag}: {where} is a {type(node).__name__}, not a group of keys")
+        if part not in node:
+            close = difflib.get_close_matches(part, list(node.keys()), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{flag}: {where} has no key {part!r}{hint}; it has: {', '.join(sorted(node.keys()))}")
+        if depth < len(path) - 1:
+            node = node[part]
+    return node, path[-1]
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[tuple[str, str]]) -> None:
     """Sets `KEY=VALUE` pairs (dotted keys) on `config`, each checked against its keys and types;
     an unknown key is named with the keys at its level."""
     for key, text in overrides:
-        node, path = config, key.split(".")
-        for depth, part in enumerate(path):
-            where = "config" + "".join(f".{k}" for k in path[:depth])
-            if not isinstance(node, ml_collections.ConfigDict):
-                raise ValueError(f"--config.{key}: {where} is a {type(node).__name__}, not a group of keys")
-            if part not in node:
-                close = difflib.get_close_matches(part, list(node.keys()), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(
-                    f"--config.{key}: {where} has no key {part!r}{hint}; it has: {', '.join(sorted(node.keys()))}"
-                )
-            if depth < len(path) - 1:
-                node = node[part]
-        field = path[-1]
+        node, field = _field(config, key, f"--config.{key}")
         value = _parse_value(text, node[field], key)
         try:
             node[field] = value
         except TypeError as e:  # the field's type is fixed (ConfigDict's type safety)
             raise ValueError(f"--config.{key}={text}: {e}") from None
+
+
+def set_values(config: ml_collections.ConfigDict, values: Mapping[str, object]) -> None:
+    """`apply_overrides` for Python values (`liif_jax.train`'s overrides): {"num_steps": 10,
+    "final_eval.scales": (4,)}, the same checks; a list for a tuple field becomes a tuple."""
+    for key, value in values.items():
+        node, field = _field(config, key, f"overrides[{key!r}]")
+        if isinstance(node[field], tuple) and isinstance(value, list):
+            value = tuple(value)
+        try:
+            node[field] = value
+        except TypeError as e:  # the field's type is fixed (ConfigDict's type safety)
+            raise ValueError(f"overrides[{key!r}] = {value!r}: {e}") from None

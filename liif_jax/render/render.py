@@ -287,6 +287,74 @@ def upscale(
     )[0]
 
 
+def output_size(
+    model: Model, in_hw: tuple[int, int], scale: float | None = None, size: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """The demo's output size: `size`, or `scale` times `in_hw`, at least 1 per side: int(h S) x
+    int(w S) for LTE's models (LTE's demo.py), round(h S) x round(w S) for LIIF's (its demo.py)."""
+    if (scale is None) == (size is None):
+        raise ValueError(f"give exactly one of scale and size, got {'both' if scale is not None else 'neither'}")
+    if size is not None:
+        h, w = size
+        if not all(isinstance(n, int | np.integer) and not isinstance(n, bool) and n > 0 for n in (h, w)):
+            raise ValueError(f"size must be (height, width), two positive integers, got {size!r}")
+        return int(h), int(w)
+    if isinstance(scale, bool | str) or not _positive(scale):
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    size_of = (lambda n: int(n * scale)) if lte_family(model) else (lambda n: round(n * scale))
+    return max(1, size_of(in_hw[0])), max(1, size_of(in_hw[1]))
+
+
+def _positive(x) -> bool:
+    try:
+        return math.isfinite(float(x)) and float(x) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def to_uint8_official(img01: np.ndarray) -> np.ndarray:
+    """As the official `ToPILImage()` on a float tensor: `mul(255).byte()` truncates."""
+    return (np.asarray(img01, np.float32) * np.float32(255)).astype(np.uint8)
+
+
+def upscale_image(
+    model: Model,
+    params,
+    img01: np.ndarray,
+    scale: float | None = None,
+    size: tuple[int, int] | None = None,
+    tile: int | None = None,
+    batch_queries: int | None = None,
+    decoder: str | None = None,
+    scale_max: float | None = None,
+) -> np.ndarray:
+    """The image `python -m liif_jax.demo --scale S` (or `--resolution H,W`) writes, uint8 (H, W, 3),
+    from an image in [0, 1] (h, w, 3): the demo and `liif_jax.Upscaler.upscale` both call this.
+
+    `output_size` sizes it; LTE's models get LTE's cell clamp above x`scale_max` (`scale_max_for`:
+    4 for them, none for LIIF's; 0 turns it off); values are truncated to uint8 as the official demo."""
+    in_hw = np.shape(img01)[:2]
+    out_hw = output_size(model, in_hw, scale, size)
+    factor = lte_cell_factor(out_hw[0] / in_hw[0], scale_max_for(model, scale_max))
+    pred = upscale(model, params, img01, out_hw, batch_queries, tile, decoder=decoder, cell_factor=factor)
+    return to_uint8_official(pred)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def encode_image(model: Model, params, inp: jax.Array):
+    """The latents of whole images in [-1, 1] (B, h, w, 3), for `query_points`."""
+    return model.encode(params, inp)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def query_points(model: Model, params, grid, coord: jax.Array, cell: jax.Array) -> jax.Array:
+    """RGB in [0, 1] (Q, 3), clamped, at coordinates (Q, 2) of the first image of `encode_image`'s
+    latents `grid`, each with the cell (2,): as `render` at its pixel centres (the whole grid's
+    lattice is the one `render` places its tiles in)."""
+    rgb = model.query(params, grid, coord[None], jnp.broadcast_to(cell, coord.shape)[None])[0]
+    return jnp.clip(rgb * 0.5 + 0.5, 0, 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # The programs, their memory, and the tile size by memory
 # ---------------------------------------------------------------------------------------------

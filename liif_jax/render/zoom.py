@@ -21,6 +21,8 @@ from PIL import Image
 
 from liif_jax.models import Model
 from liif_jax.render.render import DEFAULT_BATCH_QUERIES, lte_cell_factor
+from liif_jax.render.render import encode_image as _encode  # whole image, once
+from liif_jax.render.render import query_points as _query  # any coordinates of it
 
 ANIMATION_SUFFIXES = (".gif", ".webp")
 FRAME_MS, LAST_FRAME_MS = 80, 1000  # ~12 frames per second; the last frame is held for a look
@@ -43,17 +45,6 @@ def frame_queries(in_hw: tuple[int, int], frame_hw: tuple[int, int], zoom: float
         cell.append(pixel)
     rows, cols = np.meshgrid(*axes, indexing="ij")
     return np.stack([rows, cols], -1).reshape(-1, 2).astype(np.float32), np.array(cell, np.float32)
-
-
-@functools.partial(jax.jit, static_argnames=("model",))
-def _encode(model: Model, params, inp: jax.Array) -> jax.Array:
-    return model.encode(params, inp)
-
-
-@functools.partial(jax.jit, static_argnames=("model",))
-def _query(model: Model, params, grid: jax.Array, coord: jax.Array, cell: jax.Array) -> jax.Array:
-    rgb = model.query(params, grid, coord[None], jnp.broadcast_to(cell, coord.shape)[None])[0]
-    return jnp.clip(rgb * 0.5 + 0.5, 0, 1)
 
 
 def render_frame(
