@@ -93,7 +93,7 @@ def check_step(step: int | None) -> None:
 
 def source_files(source: Any) -> list[pathlib.Path]:
     """The image files an evaluation source reads (folders and paired folders; none for TFDS)."""
-    inner = getattr(source, "source", None)  # evaluate.CenterCropped
+    inner = getattr(source, "source", None)  # evaluator.CenterCropped
     if inner is not None:
         return source_files(inner)
     if hasattr(source, "pairs"):

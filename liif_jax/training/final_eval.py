@@ -61,13 +61,12 @@ def final_evaluation(
         return
     if not fe.dataset:
         raise ValueError("final_eval.scales is set but final_eval.dataset is not")
-    from liif_jax import evaluate
-    from liif_jax.evaluation import report
+    from liif_jax.evaluation import evaluator, report
 
     source = datasets.make_source(inputs.cached(fe.dataset.to_dict(), cache_root), "final_eval.dataset")
     if fe.get("center_crop"):
-        source = evaluate.CenterCropped(source, fe.center_crop)
-    results = evaluate.evaluate(model, jax.device_get(params), source, list(fe.scales), fe.protocol, progress=False)
+        source = evaluator.CenterCropped(source, fe.center_crop)
+    results = evaluator.evaluate(model, jax.device_get(params), source, list(fe.scales), fe.protocol, progress=False)
     report.write_json(workdir / "final_eval.json", results)
     names = sorted({r.name.split("/")[-1] for r in results})
     print(f"held-out evaluation ({fe.protocol} protocol, {len(names)} images: {', '.join(names)}; PSNR in dB):")
@@ -75,7 +74,7 @@ def final_evaluation(
     rows = {f"{workdir.name} ({describe(model)})": ours}
     if fe.get("compare_with"):
         other, other_params = checkpoints.load_model(fe.compare_with)
-        other_results = evaluate.evaluate(other, other_params, source, list(fe.scales), fe.protocol, progress=False)
+        other_results = evaluator.evaluate(other, other_params, source, list(fe.scales), fe.protocol, progress=False)
         label = fe.compare_with if fe.compare_with.startswith(pretrained.PREFIX) else pathlib.Path(fe.compare_with).name
         rows[f"{label} ({describe(other)})"] = report.aggregate(other_results)
     print(report.format_comparison(rows), flush=True)
