@@ -63,7 +63,7 @@ def open_source(args: argparse.Namespace) -> tuple[Sequence[Any], list[str]]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m liif_jax.evaluate",
+        prog=cli_checks.program_name("liif_jax.evaluate", "liif-evaluate"),
         description="PSNR of LIIF and bicubic over an image set, as the official test.py.",
     )
     parser.add_argument(
@@ -285,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         kept = f" (the {sink.written} results before it are in {args.json})" if sink.written else ""
         print(f"error: {err}{kept}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # each file is written whole (`cli_checks.written_whole`): what is there is usable
+        kept = [f"the {sink.written} results so far are in {args.json}"] if sink.written else []
+        if args.save_images is not None and os.path.isdir(args.save_images) and os.listdir(args.save_images):
+            kept.append(f"their crops are in {args.save_images}")
+        print(f"stopped (Ctrl-C); {'; '.join(kept) or 'nothing was written'}", file=sys.stderr)
+        return cli_checks.INTERRUPTED
     print(report.format_table(report.aggregate(results)), end="")
     if sink.error is not None:
         print(f"error: cannot write --json {args.json}: {sink.error}", file=sys.stderr)

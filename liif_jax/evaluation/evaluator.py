@@ -25,6 +25,7 @@ from liif_jax.data.imaging import ImageError, center_crop, downsample, to_float0
 from liif_jax.evaluation import metrics, report
 from liif_jax.models import Model
 from liif_jax.render.render import lte_cell_factor, upscale
+from liif_jax.training.writers import ProgressLines, format_duration
 
 PLOT_NAME = "psnr_vs_scale.png"
 
@@ -105,11 +106,13 @@ def evaluate_one(
     decoder: str | None = None,
     window: int = 0,
     scale_max: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Outcome:
     """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`.
 
     `scale_max`: LTE's cell clamp above that scale; `window`: LTE's padding of the input to a
     multiple of the window (the output rendered for the padded input, then cropped to the HR size).
+    `progress`: the render's (`render.render`).
     """
     if lr is None:
         lr, hr = downsample(hr, scale)
@@ -124,12 +127,28 @@ def evaluate_one(
         padded = window_pad(lr, window)
         out_hw = (int(scale) * padded.shape[0], int(scale) * padded.shape[1])
         pred = upscale(
-            model, params, to_float01(padded), out_hw, batch_queries, tile, decoder=decoder, cell_factor=factor
+            model,
+            params,
+            to_float01(padded),
+            out_hw,
+            batch_queries,
+            tile,
+            decoder=decoder,
+            cell_factor=factor,
+            progress=progress,
         )
         pred = pred[: hr.shape[0], : hr.shape[1]]
     else:
         pred = upscale(
-            model, params, to_float01(lr), hr.shape[:2], batch_queries, tile, decoder=decoder, cell_factor=factor
+            model,
+            params,
+            to_float01(lr),
+            hr.shape[:2],
+            batch_queries,
+            tile,
+            decoder=decoder,
+            cell_factor=factor,
+            progress=progress,
         )
     bicubic = report.bicubic_upsample(lr, hr.shape[:2])
     gt = to_float01(hr)
@@ -162,6 +181,8 @@ def evaluate(
     as that names every file involved. `save_images` gets a bicubic / LIIF / ground-truth crop per
     image and scale, and a PSNR-vs-scale plot when there are several scales. `on_result` gets the
     results so far after each one (the CLI saves them, so that an error on a later image loses nothing).
+    `progress` prints a line per result with the time left, and the progress of renders of more than a
+    few seconds.
     """
     check_scales(scales, protocol)
     if batch_queries is not None and batch_queries <= 0:
@@ -169,6 +190,7 @@ def evaluate(
     if names is not None and len(names) != len(source):
         raise ValueError(f"{len(names)} names for {len(source)} images")
     results: list[report.ImageResult] = []
+    total, t0 = len(source) * len(scales), time.perf_counter()
     for i in range(len(source)):
         name, where = _name(source, names, i), _where(source, names, i)
         hr, lr = _split(source[i], where)
@@ -177,8 +199,9 @@ def evaluate(
         for scale in scales:
             start = time.perf_counter()
             try:
+                lines = ProgressLines(f"  {name} x{scale:g}") if progress else None
                 outcome = evaluate_one(
-                    model, params, hr, lr, scale, protocol, batch_queries, tile, decoder, window, scale_max
+                    model, params, hr, lr, scale, protocol, batch_queries, tile, decoder, window, scale_max, lines
                 )
             except ValueError as err:
                 raise ImageError(f"{where} at scale {scale:g}: {err}") from err
@@ -189,7 +212,8 @@ def evaluate(
                 crop_path = _crop_path(save_images, name, scale)
                 report.save_side_by_side(crop_path, outcome.bicubic, outcome.pred, outcome.hr)
             if progress:
-                print(_progress_line(results, i, len(source), time.perf_counter() - start), flush=True)
+                now = time.perf_counter()
+                print(_progress_line(results, i, len(source), now - start, now - t0, total), flush=True)
     if save_images is not None and len(scales) > 1:
         report.plot_psnr_vs_scale(pathlib.Path(save_images) / PLOT_NAME, report.aggregate(results))
     return results
@@ -248,10 +272,16 @@ def _crop_path(folder: str | os.PathLike, name: str, scale: float) -> pathlib.Pa
     return pathlib.Path(folder) / f"{stem}_x{scale:g}.png"
 
 
-def _progress_line(results: Sequence[report.ImageResult], i: int, n: int, seconds: float) -> str:
+def _progress_line(
+    results: Sequence[report.ImageResult], i: int, n: int, seconds: float, elapsed: float, total: int
+) -> str:
+    """The result just measured, the running mean at its scale, and the time left at the pace so far
+    (`total` results in all, `elapsed` seconds since the first began)."""
     last = results[-1]
     same_scale = [r.psnr for r in results if r.scale == last.scale]
+    eta = format_duration(elapsed * (total - len(results)) / len(results))
     return (
         f"[{i + 1}/{n}] {last.name} x{last.scale:g}: LIIF {last.psnr:.2f} dB, bicubic "
         f"{last.bicubic_psnr:.2f} dB | running mean x{last.scale:g} {np.mean(same_scale):.2f} dB | {seconds:.2f} s"
+        f" | {format_duration(elapsed)} elapsed, ETA {eta}"
     )

@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from PIL import Image, ImageDraw
 
+from liif_jax.cli_checks import written_whole
+
 Crop = tuple[int, int, int, int]  # (top, left, height, width)
 
 LABEL_HEIGHT = 16  # pixels above each panel for its label; the default PIL font is ~11 px tall
@@ -124,9 +126,11 @@ def to_json_dict(results: Sequence[ImageResult]) -> dict:
 
 
 def write_json(path: str | os.PathLike, results: Sequence[ImageResult]) -> None:
-    """Write `to_json_dict(results)` to `path`, creating its folder."""
-    path = _prepare(path)
-    path.write_text(json.dumps(to_json_dict(results), indent=2, allow_nan=False) + "\n")
+    """Write `to_json_dict(results)` to `path`, creating its folder; whole or not at all, since it is
+    rewritten after every image of an evaluation that may be stopped at any moment."""
+    text = json.dumps(to_json_dict(results), indent=2, allow_nan=False) + "\n"
+    with written_whole(_prepare(path)) as tmp:
+        tmp.write_text(text)
 
 
 def bicubic_upsample(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -188,7 +192,8 @@ def save_side_by_side(
     draw = ImageDraw.Draw(picture)
     for i, label in enumerate(labels):
         draw.text((i * (crop_w + PANEL_GAP) + 2, 2), label, fill=(0, 0, 0))
-    picture.save(_prepare(path), format="PNG")
+    with written_whole(_prepare(path)) as tmp:
+        picture.save(tmp, format="PNG")
     return top, left, crop_h, crop_w
 
 
@@ -209,7 +214,8 @@ def plot_psnr_vs_scale(path: str | os.PathLike, rows: Sequence[ScaleResult]) -> 
     axes.set_ylabel("PSNR (dB)")
     axes.grid(True, alpha=0.3)
     axes.legend()
-    figure.savefig(_prepare(path), format="png")
+    with written_whole(_prepare(path)) as tmp:
+        figure.savefig(tmp, format="png")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """A training run's log: `metrics.jsonl` and TensorBoard events (process 0 only), and durations
-as the progress lines print them.
+as the progress lines print them; progress lines for long renders and evaluations.
 """
 
 from __future__ import annotations
@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import sys
+import time
+from collections.abc import Callable
 
 import jax
 
@@ -53,3 +56,36 @@ def format_duration(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class ProgressLines:
+    """A `progress(done, total)` callback that prints `WHAT: done/total UNIT, elapsed, ETA` lines, so
+    that work of more than a few seconds is not silent: nothing before `after` seconds (short work
+    stays quiet), then at most one line every `every` seconds, and the last one when it ends."""
+
+    def __init__(
+        self,
+        what: str,
+        unit: str = "blocks",
+        after: float = 3.0,
+        every: float = 3.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.what, self.unit, self.after, self.every, self.clock = what, unit, after, every, clock
+        self.start, self.last = clock(), None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        elapsed = now - self.start
+        finished = done >= total
+        if elapsed < self.after or (self.last is None and finished):
+            return
+        if self.last is not None and now - self.last < self.every and not finished:
+            return
+        self.last = now
+        eta = format_duration(elapsed * (total - done) / done) if done else "?"
+        print(
+            f"{self.what}: {done}/{total} {self.unit}, {format_duration(elapsed)} elapsed, ETA {eta}",
+            file=sys.stderr,
+            flush=True,
+        )
