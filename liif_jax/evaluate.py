@@ -27,7 +27,7 @@ from typing import Any
 from liif_jax import cli_checks
 from liif_jax.data import imaging, sources
 from liif_jax.evaluation import metrics, report
-from liif_jax.evaluation.evaluator import CenterCropped, check_scales, evaluate, parse_scales
+from liif_jax.evaluation.evaluator import CenterCropped, check_scales, evaluate, model_label, parse_scales
 from liif_jax.evaluation.official_test import OfficialTest, read_official_test_config
 from liif_jax.formats.checkpoints import load_model
 from liif_jax.render.render import (
@@ -172,8 +172,9 @@ class JsonSink:
             self.error = err
 
 
-def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.ImageResult]:
-    """Checks the flags, then evaluates; cheap checks come before loading the model and images."""
+def run(args: argparse.Namespace, sink: JsonSink | None = None) -> tuple[str, list[report.ImageResult]]:
+    """Checks the flags, then evaluates; cheap checks come before loading the model and images.
+    Returns the model's name for tables (`model_label`) and the results."""
     imaging.set_max_pixels(args.max_pixels)
     cli_checks.check_step(args.step)
     if args.json is not None:
@@ -207,8 +208,9 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
     resolve_decoder(model, args.decoder)
     scale_max = scale_max_for(model, args.scale_max)
     clamp = f", cell clamped above x{scale_max:g}" if scale_max else ""
+    label = model_label(args.model, model)
     print(
-        f"evaluating {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
+        f"evaluating {label} on {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
         f"{protocol!r}{clamp}{f', window {args.window}' if args.window else ''}",
         flush=True,
     )
@@ -228,10 +230,11 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> list[report.I
         decoder=args.decoder,
         window=args.window,
         scale_max=scale_max,
+        model_name=label,
     )
     if own_sink and sink.error is not None:
         raise sink.error
-    return results
+    return label, results
 
 
 def flags_test(args: argparse.Namespace) -> tuple[Sequence[Any], list[str], list[float], metrics.Protocol]:
@@ -280,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sink = JsonSink(args.json)
     try:
-        results = run(args, sink)
+        label, results = run(args, sink)
     except (ValueError, OSError) as err:
         kept = f" (the {sink.written} results before it are in {args.json})" if sink.written else ""
         print(f"error: {err}{kept}", file=sys.stderr)
@@ -291,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             kept.append(f"their crops are in {args.save_images}")
         print(f"stopped (Ctrl-C); {'; '.join(kept) or 'nothing was written'}", file=sys.stderr)
         return cli_checks.INTERRUPTED
-    print(report.format_table(report.aggregate(results)), end="")
+    print(report.format_table(report.aggregate(results), label), end="")
     if sink.error is not None:
         print(f"error: cannot write --json {args.json}: {sink.error}", file=sys.stderr)
         return 1

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from liif_jax import pretrained
 from liif_jax.data.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.evaluation import metrics, report
-from liif_jax.models import Model
+from liif_jax.models import Model, describe
 from liif_jax.render.render import lte_cell_factor, upscale
 from liif_jax.training.writers import ProgressLines, format_duration
 
@@ -172,6 +173,7 @@ def evaluate(
     decoder: str | None = None,
     window: int = 0,
     scale_max: float | None = None,
+    model_name: str = "LIIF",
 ) -> list[report.ImageResult]:
     """Per-image results of every image of `source` at every scale, image-major.
 
@@ -179,7 +181,8 @@ def evaluate(
     one scale). Results are named by `names`, else by `source.describe(i)` when the source has it
     (the `liif_jax.data.sources` sources), else `image<i>`; errors name `source.describe(i)` when present,
     as that names every file involved. `save_images` gets a bicubic / LIIF / ground-truth crop per
-    image and scale, and a PSNR-vs-scale plot when there are several scales. `on_result` gets the
+    image and scale, and a PSNR-vs-scale plot when there are several scales, naming the model
+    `model_name` (see `model_label`). `on_result` gets the
     results so far after each one (the CLI saves them, so that an error on a later image loses nothing).
     `progress` prints a line per result with the time left, and the progress of renders of more than a
     few seconds.
@@ -210,13 +213,23 @@ def evaluate(
                 on_result(results)
             if save_images is not None:
                 crop_path = _crop_path(save_images, name, scale)
-                report.save_side_by_side(crop_path, outcome.bicubic, outcome.pred, outcome.hr)
+                report.save_side_by_side(
+                    crop_path, outcome.bicubic, outcome.pred, outcome.hr, psnrs=(outcome.bicubic_psnr, outcome.psnr)
+                )
             if progress:
                 now = time.perf_counter()
                 print(_progress_line(results, i, len(source), now - start, now - t0, total), flush=True)
     if save_images is not None and len(scales) > 1:
-        report.plot_psnr_vs_scale(pathlib.Path(save_images) / PLOT_NAME, report.aggregate(results))
+        report.plot_psnr_vs_scale(pathlib.Path(save_images) / PLOT_NAME, report.aggregate(results), model_name)
     return results
+
+
+def model_label(path: str | os.PathLike, model: Model) -> str:
+    """How tables and plots name a model: `pretrained:NAME` or its file or folder name, and its
+    architecture (`describe`), e.g. `run1 (EDSR-baseline 16x64, MLP 256x4)`."""
+    text = os.fspath(path)
+    name = text if text.startswith(pretrained.PREFIX) else pathlib.Path(text).resolve().name
+    return f"{name} ({describe(model)})"
 
 
 class CenterCropped:
