@@ -18,7 +18,7 @@ from liif_jax.data.imaging import ImageError, resize_bicubic, to_float01
 from liif_jax.evaluation import evaluator, metrics, official_test, report
 from liif_jax.formats.checkpoints import save_model
 from liif_jax.formats.pth import save_pth
-from liif_jax.models import build_model
+from liif_jax.models import build_model, describe
 
 import reference
 from conftest import TFDS_DIR
@@ -224,6 +224,10 @@ def test_multi_scale_cli_writes_json_crops_and_plot(tmp_path, capsys, tiny, tiny
     ]
     assert Image.open(shots / "b_x3.png").size == (3 * 75 + 2 * report.PANEL_GAP, 60 + report.LABEL_HEIGHT)
     assert "[2/2] b.png x3" in out and "running mean x3" in out and "| x2 |" in out and "| x3 |" in out
+    label = f"{pathlib.Path(tiny_ckpt).name} ({describe(tiny[0])})"  # the table names the model
+    assert (
+        [line for line in out.splitlines() if line.startswith("| scale |")][0].split("|")[2].strip().startswith(label)
+    )
     # The library call gives the same numbers, whatever the query chunk size.
     model, params = tiny
     again = evaluator.evaluate(model, params, [hr, hr[:60, :75]], [2, 3], "div2k", batch_queries=777, progress=False)
