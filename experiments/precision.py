@@ -4,7 +4,7 @@
         --hr-dir PATH/TO/mate-nature --split-file liif_jax/configs/splits/mate-nature.json \
         --split-key test [--scale 2,3,4,6,12,18,24,30] [--protocol div2k] [--out experiments/results]
 
-Evaluates one trained model on one image set (`liif_jax.evaluate.evaluate`, the official test
+Evaluates one trained model on one image set (`liif_jax.evaluation.evaluator.evaluate`, the official test
 protocol) under each setting:
 
 * `float32-highest`: float32 with full-precision matmuls and convolutions, XLA's decoder (the reference);
@@ -38,9 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from liif_jax import evaluate
 from liif_jax.data import sources
-from liif_jax.evaluation import report
+from liif_jax.evaluation import evaluator, report
 from liif_jax.formats.checkpoints import load_model
 from liif_jax.render import render
 
@@ -59,7 +58,7 @@ def run_setting(name: str, args: argparse.Namespace, source, scales) -> list[rep
     model, params = load_model(args.model, dtype=dtype)
     ctx = jax.default_matmul_precision(matmul) if matmul else contextlib.nullcontext()
     with ctx:
-        return evaluate.evaluate(
+        return evaluator.evaluate(
             model,
             params,
             source,
@@ -130,10 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-key", help="split of --split-file")
     p.add_argument("--scale", default="2,3,4,6,12,18,24,30", help="scales, comma separated")
     p.add_argument("--protocol", default="div2k", choices=["div2k", "benchmark", "plain"])
-    p.add_argument("--batch-queries", type=int, default=evaluate.DEFAULT_BATCH_QUERIES)
+    p.add_argument("--batch-queries", type=int, default=render.DEFAULT_BATCH_QUERIES)
     p.add_argument(
         "--decoder",
-        choices=evaluate.DECODERS,
+        choices=render.DECODERS,
         help="decoder of the settings other than the reference (default: the device's, `render.resolve_decoder`)",
     )
     p.add_argument("--out", default="experiments/results", help="folder for precision_<device>.{json,md}")
@@ -143,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    scales = evaluate.parse_scales(args.scale)
-    evaluate.check_scales(scales, args.protocol)
+    scales = evaluator.parse_scales(args.scale)
+    evaluator.check_scales(scales, args.protocol)
     source = sources.ImageFolder(args.hr_dir, split_file=args.split_file, split_key=args.split_key)
     results = {}
     for name in SETTINGS:

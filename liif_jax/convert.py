@@ -22,8 +22,16 @@ from liif_jax.formats.state_dict import save_official
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return convert(argv)
+    except KeyboardInterrupt:  # the output is written whole or not at all (`cli_checks.written_whole`)
+        print("stopped (Ctrl-C); nothing was written", file=sys.stderr)
+        return cli_checks.INTERRUPTED
+
+
+def convert(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m liif_jax.convert",
+        prog=cli_checks.program_name("liif_jax.convert", "liif-convert"),
         description="Write a params-only liif_jax orbax checkpoint from an official LIIF .pth, or from a "
         "training workdir / checkpoint (dropping optimizer and data state, e.g. to ship a model); "
         "or, when OUTPUT ends in .pth, export a liif_jax model for the official PyTorch code.",
@@ -52,12 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         cli_checks.check_step(args.step)
         cli_checks.check_output_dir(os.path.dirname(os.path.abspath(args.output)), "OUTPUT's folder")
         model, params = load_model(args.input, args.step)
-        if to_pth:
-            os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-            save_official(args.output, model, params)
-            path = os.path.abspath(args.output)
-        else:
-            path = save_model(args.output, model.spec, params)
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with cli_checks.written_whole(os.path.abspath(args.output)) as tmp:
+            if to_pth:
+                save_official(tmp, model, params)
+            else:
+                save_model(tmp, model.spec, params)
+        path = os.path.abspath(args.output)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

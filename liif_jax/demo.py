@@ -35,6 +35,7 @@ from liif_jax.render.render import (
     scale_max_for,
     upscale_image,
 )
+from liif_jax.training.writers import ProgressLines
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -65,18 +66,19 @@ def check_zoom_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray, frame_hw: tuple[int, int]) -> int:
     t0 = time.perf_counter()
     try:
-        zoom.save_zoom(
-            model,
-            params,
-            imaging.to_float01(img),
-            args.output,
-            args.zoom,
-            args.scale,
-            frame_hw,
-            default_batch_queries() if args.batch_queries is None else args.batch_queries,
-            report=lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True),
-            scale_max=scale_max_for(model, args.scale_max),
-        )
+        with cli_checks.written_whole(args.output) as tmp:
+            zoom.save_zoom(
+                model,
+                params,
+                imaging.to_float01(img),
+                tmp,
+                args.zoom,
+                args.scale,
+                frame_hw,
+                default_batch_queries() if args.batch_queries is None else args.batch_queries,
+                report=lambda line: print(f"\r{line}", end="", file=sys.stderr, flush=True),
+                scale_max=scale_max_for(model, args.scale_max),
+            )
     except (OSError, ValueError) as e:
         print(f"\nerror: cannot write --output {args.output}: {e}", file=sys.stderr)
         return 1
@@ -88,8 +90,17 @@ def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray, frame_h
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return render_to_file(argv)
+    except KeyboardInterrupt:  # the output is written whole or not at all (`cli_checks.written_whole`)
+        print("stopped (Ctrl-C); --output was not written", file=sys.stderr)
+        return cli_checks.INTERRUPTED
+
+
+def render_to_file(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m liif_jax.demo", description="Render an image at any resolution with LIIF."
+        prog=cli_checks.program_name("liif_jax.demo", "liif-demo"),
+        description="Render an image at any resolution with LIIF.",
     )
     parser.add_argument("--input", required=True, help=f"input image ({imaging.FORMATS_TEXT}; converted to RGB)")
     parser.add_argument(
@@ -194,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_queries,
         args.decoder,
         args.scale_max,
+        progress=ProgressLines("render"),
     )
     try:
-        Image.fromarray(out).save(args.output)
+        with cli_checks.written_whole(args.output) as tmp:
+            Image.fromarray(out).save(tmp)
     except (OSError, ValueError) as e:
         print(f"error: cannot write --output {args.output}: {e}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from liif_jax import convert, demo, evaluate
-from liif_jax.evaluation import report
+from liif_jax.evaluation import evaluator, report
 from liif_jax.formats.checkpoints import save_model
 from liif_jax.formats.pth import save_pth
 from liif_jax.formats.state_dict import official_state_dict
@@ -223,3 +223,71 @@ def test_train_refuses_a_params_only_checkpoint_and_a_restore_that_does_not_fit(
         trainer.train_and_evaluate(other, run)
     assert str(info.value).startswith(f"cannot resume from {run / 'checkpoints' / '1'}") and "\n" not in str(info.value)
     assert not (run / "config.json").exists()  # so the right model can still resume here
+
+
+def test_ctrl_c_ends_demo_evaluate_and_convert_in_one_line_with_status_130_and_no_partial_output(
+    tmp_path, photo, tiny, capsys, monkeypatch
+):
+    """Ctrl-C during the work: one `stopped` line, exit status 130, and nothing under the output's
+    name nor a temporary file beside it; evaluate keeps the results it had, whole."""
+    ckpt = save_model(tmp_path / "ckpt", TINY_SPEC, tiny[1])
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def stopped_line() -> str:
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("stopped (Ctrl-C)"), lines
+        return lines[0]
+
+    def half_written_then_interrupted(path, *args, **kwargs):
+        pathlib.Path(path).mkdir(exist_ok=True)  # a folder output, or a file
+        (pathlib.Path(path) / "part").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "upscale", lambda *a, **k: np.zeros((24, 20, 3), np.float32))
+    monkeypatch.setattr(demo.Image.Image, "save", lambda self, path, *a, **k: half_written_then_interrupted(path))
+    argv = ["--input", str(photo), "--model", str(ckpt), "--scale", "2", "--output", str(out / "o.png")]
+    assert demo.main(argv) == 130
+    assert "not written" in stopped_line()
+
+    monkeypatch.setattr(convert, "save_model", half_written_then_interrupted)
+    assert convert.main([str(ckpt), str(out / "model")]) == 130
+    assert "nothing was written" in stopped_line()
+    assert list(out.iterdir()) == []
+
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    shutil.copy(photo, hr / "a.png")
+    shutil.copy(photo, hr / "b.png")
+    real, calls = evaluator.upscale, []
+
+    def second_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluator, "upscale", second_interrupted)
+    json_path = out / "r.json"
+    argv = ["--model", str(ckpt), "--hr-dir", str(hr), "--scale", "2", "--protocol", "plain", "--json", str(json_path)]
+    assert evaluate.main(argv) == 130
+    assert str(json_path) in stopped_line()
+    assert [r["name"] for r in json.loads(json_path.read_text())["images"]] == ["a.png"]
+    assert [p.name for p in out.iterdir()] == ["r.json"]
+
+
+def test_usage_and_errors_name_the_command_as_typed(photo, capsys, monkeypatch):
+    """`liif-demo` (the console script) names itself so; `python -m liif_jax.demo` otherwise."""
+    for main, script, module in (
+        (demo.main, "liif-demo", "liif_jax.demo"),
+        (evaluate.main, "liif-evaluate", "liif_jax.evaluate"),
+        (convert.main, "liif-convert", "liif_jax.convert"),
+    ):
+        for argv0, prog in (
+            (f"/venv/bin/{script}", script),
+            (f"/src/{module.replace('.', '/')}.py", f"python -m {module}"),
+        ):
+            monkeypatch.setattr("sys.argv", [argv0])
+            assert exit_code(main, ["--no-such-flag"]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"usage: {prog} ") and f"\n{prog}: error: " in err, err

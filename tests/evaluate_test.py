@@ -15,10 +15,10 @@ from PIL import Image
 from liif_jax import evaluate
 from liif_jax.data import imaging, sources
 from liif_jax.data.imaging import ImageError, resize_bicubic, to_float01
-from liif_jax.evaluation import metrics, report
+from liif_jax.evaluation import evaluator, metrics, official_test, report
 from liif_jax.formats.checkpoints import save_model
 from liif_jax.formats.pth import save_pth
-from liif_jax.models import build_model
+from liif_jax.models import build_model, describe
 
 import reference
 from conftest import TFDS_DIR
@@ -86,7 +86,7 @@ def test_div2k_x3_reproduces_official_lr_prediction_and_psnr(div2k_x3):
     model, params, arrs = div2k_x3
     lr, hr = imaging.downsample(arrs["hr_u8"], 3)
     np.testing.assert_array_equal(lr, chw_u8(arrs["lr"]))
-    out = evaluate.evaluate_one(model, params, arrs["hr_u8"], None, 3, "div2k")
+    out = evaluator.evaluate_one(model, params, arrs["hr_u8"], None, 3, "div2k")
     np.testing.assert_array_equal(out.lr, lr)
     np.testing.assert_array_equal(out.hr, arrs["hr_u8"])
     np.testing.assert_allclose(out.pred, arrs["pred"].transpose(1, 2, 0), atol=1e-4, rtol=0)
@@ -99,11 +99,11 @@ def test_div2k_x3_reproduces_official_lr_prediction_and_psnr(div2k_x3):
 def test_benchmark_x4_paired_by_name_crops_top_left(benchmark_x4, benchmark_dirs):
     model, params, arrs = benchmark_x4
     source = sources.PairedImageFolders(*benchmark_dirs)
-    out = evaluate.evaluate_one(model, params, source[0]["hr"], source[0]["lr"], 4, "benchmark")
+    out = evaluator.evaluate_one(model, params, source[0]["hr"], source[0]["lr"], 4, "benchmark")
     assert out.pred.shape == (88, 100, 3)
     np.testing.assert_array_equal(out.hr, arrs["hr_u8"][:88])
     np.testing.assert_allclose(out.pred, arrs["pred"].transpose(1, 2, 0), atol=1e-4, rtol=0)
-    [result] = evaluate.evaluate(model, params, source, [4], "benchmark", names=["baby.png"], progress=False)
+    [result] = evaluator.evaluate(model, params, source, [4], "benchmark", names=["baby.png"], progress=False)
     assert result.name == "baby.png" and result.scale == 4
     assert result.psnr == pytest.approx(float(arrs["psnr"]), abs=1e-3)
 
@@ -224,9 +224,13 @@ def test_multi_scale_cli_writes_json_crops_and_plot(tmp_path, capsys, tiny, tiny
     ]
     assert Image.open(shots / "b_x3.png").size == (3 * 75 + 2 * report.PANEL_GAP, 60 + report.LABEL_HEIGHT)
     assert "[2/2] b.png x3" in out and "running mean x3" in out and "| x2 |" in out and "| x3 |" in out
+    label = f"{pathlib.Path(tiny_ckpt).name} ({describe(tiny[0])})"  # the table names the model
+    assert (
+        [line for line in out.splitlines() if line.startswith("| scale |")][0].split("|")[2].strip().startswith(label)
+    )
     # The library call gives the same numbers, whatever the query chunk size.
     model, params = tiny
-    again = evaluate.evaluate(model, params, [hr, hr[:60, :75]], [2, 3], "div2k", batch_queries=777, progress=False)
+    again = evaluator.evaluate(model, params, [hr, hr[:60, :75]], [2, 3], "div2k", batch_queries=777, progress=False)
     assert [r.psnr for r in again] == pytest.approx([i["psnr"] for i in res["images"]], abs=1e-4)
     assert [r.name for r in again] == ["image0", "image0", "image1", "image1"]
 
@@ -235,8 +239,8 @@ def test_non_integer_scale_needs_the_plain_protocol(tiny, div2k_x3):
     model, params = tiny
     hr = div2k_x3[2]["hr_u8"][:50, :50]
     with pytest.raises(ValueError, match="--protocol plain"):
-        evaluate.evaluate(model, params, [hr], [2.5], "div2k", progress=False)
-    [result] = evaluate.evaluate(model, params, [hr], [2.5], "plain", progress=False)
+        evaluator.evaluate(model, params, [hr], [2.5], "div2k", progress=False)
+    [result] = evaluator.evaluate(model, params, [hr], [2.5], "plain", progress=False)
     assert result.scale == 2.5 and np.isfinite(result.psnr)
 
 
@@ -270,7 +274,7 @@ def test_tfds_paired_set(tmp_path, capsys, tiny, tiny_ckpt):
     source = sources.TfdsSource("tiny_div2k_like", TFDS_DIR, "validation", lr_key="lr")
     model, params = tiny
     for i, image in enumerate(res["images"]):
-        expected = evaluate.evaluate_one(model, params, source[i]["hr"], source[i]["lr"], 4, "benchmark")
+        expected = evaluator.evaluate_one(model, params, source[i]["hr"], source[i]["lr"], 4, "benchmark")
         assert image["psnr"] == pytest.approx(expected.psnr, abs=1e-4)
         assert image["bicubic_psnr"] == pytest.approx(expected.bicubic_psnr, abs=1e-9)
 
@@ -371,9 +375,9 @@ def test_library_rejects_paired_images_at_several_scales_and_float_images(tiny):
     model, params = tiny
     pair = {"hr": np.zeros((40, 40, 3), np.uint8), "lr": np.zeros((10, 10, 3), np.uint8)}
     with pytest.raises(ValueError, match="one scale"):
-        evaluate.evaluate(model, params, [pair], [2, 4], "plain", progress=False)
+        evaluator.evaluate(model, params, [pair], [2, 4], "plain", progress=False)
     with pytest.raises(ImageError, match="image0: expected a uint8"):
-        evaluate.evaluate(model, params, [np.zeros((40, 40, 3), np.float32)], [2], "plain", progress=False)
+        evaluator.evaluate(model, params, [np.zeros((40, 40, 3), np.float32)], [2], "plain", progress=False)
 
 
 def test_celebahq_split_of_paired_folders(tmp_path, capsys, tiny_ckpt):
@@ -456,7 +460,7 @@ def test_official_celebahq_test_config_infers_the_scale_and_measures_all_pixels(
         f"      root_path_2: {tmp_path / '256'}\n      split_file: {tmp_path / 'split.json'}\n      split_key: val\n"
         "      cache: bin\n  wrapper:\n    name: sr-implicit-paired\n    args: {}\n  batch_size: 1\n" + NORM
     )
-    test = evaluate.read_official_test_config(config)
+    test = official_test.read_official_test_config(config)
     assert (test.scale, test.protocol, test.names, test.batch_queries) == (8, "plain", ["00001.jpg"], 30000)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "256",
@@ -519,7 +523,7 @@ def test_center_crop_evaluates_the_middle_of_each_image(tmp_path, capsys, tiny_c
         tmp_path / "r.json",
     )
     assert rc == 0, err
-    [result] = evaluate.evaluate(*tiny, [img[15:35, 25:45]], [2], "plain", progress=False)
+    [result] = evaluator.evaluate(*tiny, [img[15:35, 25:45]], [2], "plain", progress=False)
     assert json.loads((tmp_path / "r.json").read_text())["mean_psnr"] == pytest.approx(result.psnr, abs=1e-9)
     assert imaging.center_crop(img, 100).shape == img.shape  # smaller images are kept whole
     rc, _, err = run_cli(

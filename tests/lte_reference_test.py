@@ -256,19 +256,19 @@ def test_demo_gives_the_png_of_lte_demo(name, scale, tmp_path):
 def test_evaluation_is_lte_test_py(name):
     """LTE's test.py `eval_psnr` at div2k-6 with its cell clamp, and for SwinIR with `--window 8`:
     the same input, prediction and PSNR."""
-    from liif_jax import evaluate
+    from liif_jax.evaluation import evaluator
 
     entry = manifest()[f"eval_{name}"]
     ref = arrays(f"eval_{name}")
     model = build_model(entry["model_spec"])
     params = state_dict.params_from_state_dict(model, official_sd(ref))
-    got = evaluate.evaluate_one(
+    got = evaluator.evaluate_one(
         model, params, ref["hr_u8"], None, 6, "div2k", window=entry["window"], scale_max=entry["scale_max"]
     )
     np.testing.assert_array_equal(got.lr, np.round(ref["lr"].transpose(1, 2, 0) * 255).astype(np.uint8))
     np.testing.assert_allclose(got.pred, ref["pred"].transpose(1, 2, 0), atol=1e-5, rtol=0)
     assert got.psnr == pytest.approx(float(ref["psnr"]), abs=1e-4)
-    no_clamp = evaluate.evaluate_one(model, params, ref["hr_u8"], None, 6, "div2k", window=entry["window"])
+    no_clamp = evaluator.evaluate_one(model, params, ref["hr_u8"], None, 6, "div2k", window=entry["window"])
     assert np.abs(no_clamp.pred - got.pred).max() > 1e-3  # the clamp is what makes it LTE's
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 from liif_jax import demo
 from liif_jax.models.coords import make_cell, make_coord
 from liif_jax.render import render
+from liif_jax.training import writers
 
 import reference
 
@@ -198,3 +199,35 @@ def test_bf16_mlp_renders_close_to_float32():
     bf16 = render.render(model, params, inp, (40, 40), mlp_dtype=jnp.bfloat16)
     err = np.abs(bf16 - f32)
     assert 1e-6 < err.max() < 0.05  # it ran in bf16, and bf16 has 8 mantissa bits
+
+
+def test_render_reports_each_block_as_it_reaches_the_host():
+    """`progress(done, total)` once per output block, in order, the last one (total, total)."""
+    model, params, ref = reference.load("edsr_baseline_liif")
+    calls = []
+    inp = reference.nhwc(ref["inp"])
+    out_hw = (render.MAX_BLOCK["xla"] + 8, 4)  # two blocks of rows
+    render.render(model, params, inp, out_hw, tile=0, decoder="xla", progress=lambda *a: calls.append(a))
+    total = render.program_runs(model, inp.shape[1:3], out_hw)["query_block"]
+    assert total == 2
+    assert calls == [(k, total) for k in range(1, total + 1)]
+
+
+def test_progress_lines_are_quiet_for_short_work_then_timed_with_an_eta(capsys):
+    """Nothing in the first `after` seconds; then at most one line per `every` seconds with the
+    count, the elapsed time and the time left at the pace so far; the last block always."""
+    now = [0.0]
+    lines = writers.ProgressLines("render", after=3, every=3, clock=lambda: now[0])
+    for t, done in ((1, 1), (4, 2), (5, 3), (8, 4), (10, 10)):
+        now[0] = t
+        lines(done, 10)
+    printed = capsys.readouterr().err.splitlines()
+    assert printed == [
+        "render: 2/10 blocks, 0m04s elapsed, ETA 0m16s",
+        "render: 4/10 blocks, 0m08s elapsed, ETA 0m12s",
+        "render: 10/10 blocks, 0m10s elapsed, ETA 0m00s",
+    ]
+    quick = writers.ProgressLines("render", clock=lambda: now[0])
+    now[0] += 60
+    quick(1, 1)  # done in one go: the caller's own last line says how long it took
+    assert capsys.readouterr().err == ""

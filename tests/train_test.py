@@ -12,6 +12,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from liif_jax.configs.common import base_config, downsampled, liif_spec
 from liif_jax.formats import state_dict
@@ -122,7 +123,7 @@ def _losses(workdir: pathlib.Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in rows if "loss" in r]
 
 
-def test_training_writes_checkpoints_metrics_and_config(tmp_path):
+def test_training_writes_checkpoints_metrics_and_config(tmp_path, capsys):
     result = trainer.train_and_evaluate(tiny_config(), tmp_path)
     assert np.isfinite(result["loss"]) and "val_psnr" in result
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())[-1] == 12
@@ -131,6 +132,10 @@ def test_training_writes_checkpoints_metrics_and_config(tmp_path):
     assert [r["step"] for r in rows if "val_psnr" in r] == [6, 12]
     assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "liif"
     assert any((tmp_path / "tensorboard").iterdir())
+    with Image.open(tmp_path / "curves.png") as curves:  # loss and validation PSNR, side by side
+        assert curves.format == "PNG" and curves.size == (900, 350)
+    told = [line for line in capsys.readouterr().out.splitlines() if "curves.png" in line]
+    assert len(told) == 1 and f"tensorboard --logdir {tmp_path / 'tensorboard'}" in told[0]  # said once
 
 
 CLI = [sys.executable, "-m", "liif_jax.train", "--config", "quickstart"]

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from liif_jax import evaluate
 from liif_jax.configs import official
 from liif_jax.data import datasets
+from liif_jax.evaluation import official_test
 from liif_jax.formats import checkpoints
 from liif_jax.formats.state_dict import official_state_dict, params_from_state_dict, save_official
 from liif_jax.models import LIIF, FixedScaleSR, MetaSR, build_model, encoders
@@ -140,7 +140,7 @@ def test_every_official_test_config_is_read_by_evaluate(path, tmp_path, monkeypa
         lr_name = "00000.png" if "split_file" in args else f"imgx{scale}.png"
         _tiny_image(pathlib.Path(args["root_path_1"]) / lr_name, 2)
         _tiny_image(pathlib.Path(args["root_path_2"]) / ("00000.png" if "split_file" in args else "img.png"), 2 * scale)
-    test = evaluate.read_official_test_config(path)
+    test = official_test.read_official_test_config(path)
     assert test.scale == scale and len(test.source) == 1
     assert test.protocol == (y["eval_type"].split("-")[0] if y.get("eval_type") else "plain")
 

@@ -20,9 +20,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from PIL import Image, ImageDraw
 
+from liif_jax.cli_checks import written_whole
+
 Crop = tuple[int, int, int, int]  # (top, left, height, width)
 
 LABEL_HEIGHT = 16  # pixels above each panel for its label; the default PIL font is ~11 px tall
+CROP_SIZE = 256  # pixels per side of a comparison crop: enough to judge texture, three fit a screen
 PANEL_GAP = 4  # white pixels between panels, so the crops do not run into each other
 
 
@@ -67,10 +70,11 @@ def aggregate(results: Iterable[ImageResult]) -> list[ScaleResult]:
     ]
 
 
-def format_table(rows: Sequence[ScaleResult]) -> str:
-    """Markdown table, one row per scale, PSNRs to 2 decimals as the paper prints them."""
+def format_table(rows: Sequence[ScaleResult], model: str = "LIIF") -> str:
+    """Markdown table, one row per scale, PSNRs to 2 decimals as the paper prints them; `model`
+    names the model's column, so that a table pasted elsewhere still says what it measured."""
     lines = [
-        "| scale | LIIF PSNR (dB) | bicubic PSNR (dB) | gain (dB) | images |",
+        f"| scale | {model} PSNR (dB) | bicubic PSNR (dB) | gain (dB) | images |",
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
     lines += [
@@ -124,9 +128,11 @@ def to_json_dict(results: Sequence[ImageResult]) -> dict:
 
 
 def write_json(path: str | os.PathLike, results: Sequence[ImageResult]) -> None:
-    """Write `to_json_dict(results)` to `path`, creating its folder."""
-    path = _prepare(path)
-    path.write_text(json.dumps(to_json_dict(results), indent=2, allow_nan=False) + "\n")
+    """Write `to_json_dict(results)` to `path`, creating its folder; whole or not at all, since it is
+    rewritten after every image of an evaluation that may be stopped at any moment."""
+    text = json.dumps(to_json_dict(results), indent=2, allow_nan=False) + "\n"
+    with written_whole(_prepare(path)) as tmp:
+        tmp.write_text(text)
 
 
 def bicubic_upsample(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -140,7 +146,7 @@ def bicubic_upsample(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / 255
 
 
-def default_crop(gt: np.ndarray, size: int = 128) -> Crop:
+def default_crop(gt: np.ndarray, size: int = CROP_SIZE) -> Crop:
     """The size x size window (or the whole image, if smaller) with the most gradient energy.
 
     Flat regions look alike under every method; the most detailed window is where they differ.
@@ -169,8 +175,11 @@ def save_side_by_side(
     gt: np.ndarray,
     crop: Crop | None = None,
     labels: tuple[str, str, str] = ("bicubic", "LIIF", "ground truth"),
+    psnrs: tuple[float, float] | None = None,
 ) -> Crop:
-    """One PNG with the same crop of the three images side by side, each labelled above.
+    """One PNG with the same crop of the three images side by side, each labelled above, the first
+    two with their PSNR (`psnrs`: of the whole image, as measured), so the picture and the number
+    are read together.
 
     The panels are at 1:1 pixel scale, so what is shown is exactly what was measured. Returns the
     crop used ((top, left, height, width); `default_crop(gt)` when none is given).
@@ -186,30 +195,36 @@ def save_side_by_side(
         canvas[LABEL_HEIGHT:, x : x + crop_w] = to_uint8(image)[top : top + crop_h, left : left + crop_w]
     picture = Image.fromarray(canvas)
     draw = ImageDraw.Draw(picture)
+    if psnrs is not None:
+        labels = (f"{labels[0]} {psnrs[0]:.2f} dB", f"{labels[1]} {psnrs[1]:.2f} dB", labels[2])
     for i, label in enumerate(labels):
         draw.text((i * (crop_w + PANEL_GAP) + 2, 2), label, fill=(0, 0, 0))
-    picture.save(_prepare(path), format="PNG")
+    with written_whole(_prepare(path)) as tmp:
+        picture.save(tmp, format="PNG")
     return top, left, crop_h, crop_w
 
 
-def plot_psnr_vs_scale(path: str | os.PathLike, rows: Sequence[ScaleResult]) -> None:
-    """PNG line plot of LIIF and bicubic PSNR over scale, log x axis ticked at the given scales."""
+def plot_psnr_vs_scale(path: str | os.PathLike, rows: Sequence[ScaleResult], model: str = "LIIF") -> None:
+    """PNG line plot of the model's (named `model` in the legend and title) and bicubic PSNR over
+    scale, log x axis ticked at the given scales."""
     if not rows:
         raise ValueError("no scales to plot")
     rows = sorted(rows, key=lambda row: row.scale)
     scales = [row.scale for row in rows]
     figure = Figure(figsize=(5, 3.5), dpi=100, layout="tight")  # no pyplot: no display, no global state
     axes = figure.subplots()
-    axes.plot(scales, [row.psnr for row in rows], "o-", label="LIIF")
+    axes.plot(scales, [row.psnr for row in rows], "o-", label=model)
     axes.plot(scales, [row.bicubic_psnr for row in rows], "s--", label="bicubic")
     axes.set_xscale("log")
     axes.xaxis.set_minor_locator(NullLocator())
     axes.set_xticks(scales, labels=[f"x{s:g}" for s in scales])
     axes.set_xlabel("scale")
     axes.set_ylabel("PSNR (dB)")
+    axes.set_title(model, fontsize="small")
     axes.grid(True, alpha=0.3)
-    axes.legend()
-    figure.savefig(_prepare(path), format="png")
+    axes.legend(fontsize="small")
+    with written_whole(_prepare(path)) as tmp:
+        figure.savefig(tmp, format="png")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -191,6 +192,7 @@ def render(
     mlp_dtype: Dtype = None,
     decoder: str | None = None,
     cell_factor: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Prediction at every pixel centre of an H x W grid: (B, H, W, 3) float32.
 
@@ -199,7 +201,8 @@ def render(
     image at once; None: `choose_tile`; the output is the same). `batch_queries`: queries per
     step of the XLA decoder (None: `default_batch_queries()`). `mlp_dtype` (e.g. bfloat16)
     computes the MLP in it. `decoder`: "pallas" or "xla" (None: `resolve_decoder`). `cell_factor`
-    multiplies every query's cell (LTE's cell clamp, see `lte_cell_factor`).
+    multiplies every query's cell (LTE's cell clamp, see `lte_cell_factor`). `progress(done, total)`
+    is called as each output block reaches the host, so that a long render can say how far it is.
     """
     h, w = out_hw
     batch_queries = default_batch_queries() if batch_queries is None else batch_queries
@@ -215,7 +218,7 @@ def render(
     geometry = jnp.asarray(output_geometry(out_hw, cell_factor))
     block = (p.rows.block, p.cols.block)
     out = np.empty((inp.shape[0], h, w, 3), np.float32)
-    pending = None
+    pending, done, total = None, 0, _n_blocks(p)
     for i, (ys, cy) in enumerate(zip(p.rows.window_starts, p.rows.crop_starts)):
         for j, (xs, cx) in enumerate(zip(p.cols.window_starts, p.cols.crop_starts)):
             window = jnp.asarray(inp[:, ys : ys + p.rows.window, xs : xs + p.cols.window])
@@ -243,8 +246,13 @@ def render(
                     )
                     if pending is not None:  # copy the previous block while this one computes
                         _copy(out, *pending)
+                        done += 1
+                        if progress is not None:
+                            progress(done, total)
                     pending = (rows, cols, rgb)
     _copy(out, *pending)
+    if progress is not None:
+        progress(total, total)
     return out
 
 
@@ -270,8 +278,10 @@ def upscale(
     mlp_dtype: Dtype = None,
     decoder: str | None = None,
     cell_factor: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """One image in [0, 1] (h, w, 3) -> the model's rendering in [0, 1] (H, W, 3), clamped."""
+    """One image in [0, 1] (h, w, 3) -> the model's rendering in [0, 1] (H, W, 3), clamped; `progress`
+    as in `render`."""
     inp = (np.asarray(img01, np.float32)[None] - 0.5) / 0.5
     return render(
         model,
@@ -284,6 +294,7 @@ def upscale(
         mlp_dtype=mlp_dtype,
         decoder=decoder,
         cell_factor=cell_factor,
+        progress=progress,
     )[0]
 
 
@@ -327,6 +338,7 @@ def upscale_image(
     batch_queries: int | None = None,
     decoder: str | None = None,
     scale_max: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """The image `python -m liif_jax.demo --scale S` (or `--resolution H,W`) writes, uint8 (H, W, 3),
     from an image in [0, 1] (h, w, 3): the demo and `liif_jax.Upscaler.upscale` both call this.
@@ -336,7 +348,9 @@ def upscale_image(
     in_hw = np.shape(img01)[:2]
     out_hw = output_size(model, in_hw, scale, size)
     factor = lte_cell_factor(out_hw[0] / in_hw[0], scale_max_for(model, scale_max))
-    pred = upscale(model, params, img01, out_hw, batch_queries, tile, decoder=decoder, cell_factor=factor)
+    pred = upscale(
+        model, params, img01, out_hw, batch_queries, tile, decoder=decoder, cell_factor=factor, progress=progress
+    )
     return to_uint8_official(pred)
 
 
@@ -410,9 +424,12 @@ def program_runs(
 ) -> dict[str, int]:
     """How many times `render` runs each of `programs`' programs for one image of these sizes."""
     p = plan(model, in_hw, out_hw, tile, decoder)
+    return {"encode_tile": p.n_tiles, "query_block": _n_blocks(p)}
+
+
+def _n_blocks(p: tiling.Plan) -> int:
     n_rows, n_cols = len(p.rows.outputs), len(p.cols.outputs)
-    blocks = sum(len(p.rows.blocks(i)) * len(p.cols.blocks(j)) for i in range(n_rows) for j in range(n_cols))
-    return {"encode_tile": p.n_tiles, "query_block": blocks}
+    return sum(len(p.rows.blocks(i)) * len(p.cols.blocks(j)) for i in range(n_rows) for j in range(n_cols))
 
 
 def _device(params) -> jax.Device:

@@ -11,6 +11,7 @@ import pathlib
 from typing import Any
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 from liif_jax.formats import checkpoints
@@ -88,6 +89,7 @@ def save(mngr: ocp.CheckpointManager, step: int, params, opt_state, it, meta: di
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_params, abstract_opt_state, it) -> tuple[Any, Any]:
     """(params, optimizer state) of `step`, with the shardings of the abstract trees; `it` is set
     to the saved data position."""
+    check_fits(mngr, step, abstract_params)
     restored = mngr.restore(
         step,
         args=ocp.args.Composite(
@@ -99,3 +101,19 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_params, abstract_op
         ),
     )
     return restored[checkpoints.PARAMS], restored[OPT_STATE]
+
+
+def check_fits(mngr: ocp.CheckpointManager, step: int, abstract_params) -> None:
+    """Refuses a checkpoint of another model from its metadata, before any array is read: a
+    restore that fails part-way leaves orbax reads pending, which fail again when Python exits."""
+    saved = mngr.item_metadata(step)[checkpoints.PARAMS]
+    shapes = lambda tree: {
+        jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
+    have, want = shapes(getattr(saved, "tree", saved)), shapes(abstract_params)
+    if have != want:
+        differ = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
+        raise ValueError(
+            f"its params do not fit this model: {differ[0]} is {have.get(differ[0], 'missing')} there and "
+            f"{want.get(differ[0], 'missing')} here ({len(differ)} parameters differ)"
+        )

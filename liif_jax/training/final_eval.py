@@ -8,15 +8,19 @@ import dataclasses
 import os
 import pathlib
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import ml_collections
 
-from liif_jax import pretrained
 from liif_jax.data import datasets
 from liif_jax.formats import checkpoints
-from liif_jax.models import Model, describe
+from liif_jax.models import Model
 from liif_jax.training import inputs
+
+if TYPE_CHECKING:
+    from liif_jax.evaluation import report
 
 
 @dataclasses.dataclass
@@ -53,7 +57,8 @@ def final_evaluation(
     (`progress`), and where the run is, and writes `final_eval.json`; `config.final_eval` holds
     `dataset` (a source spec), `scales` (empty: skipped), `protocol` and, optionally,
     `compare_with`: another model (a checkpoint path or `pretrained:NAME`) to show on the same
-    images, in the same table, and `center_crop`: evaluate the central N x N pixels of each image
+    images, in the same table (its results are cached, `liif_jax.evaluation.cache`: they do not
+    change from run to run), and `center_crop`: evaluate the central N x N pixels of each image
     (large photographs on a CPU).
     """
     fe = config.final_eval
@@ -61,28 +66,45 @@ def final_evaluation(
         return
     if not fe.dataset:
         raise ValueError("final_eval.scales is set but final_eval.dataset is not")
-    from liif_jax import evaluate
-    from liif_jax.evaluation import report
+    from liif_jax.evaluation import evaluator, report
 
     source = datasets.make_source(inputs.cached(fe.dataset.to_dict(), cache_root), "final_eval.dataset")
     if fe.get("center_crop"):
-        source = evaluate.CenterCropped(source, fe.center_crop)
-    results = evaluate.evaluate(model, jax.device_get(params), source, list(fe.scales), fe.protocol, progress=False)
+        source = evaluator.CenterCropped(source, fe.center_crop)
+    label = evaluator.model_label(workdir, model)
+    print(f"held-out evaluation of {label} on {len(source)} images:", flush=True)
+    results = evaluator.evaluate(model, jax.device_get(params), source, list(fe.scales), fe.protocol)
     report.write_json(workdir / "final_eval.json", results)
+    rows = {label: report.aggregate(results)}
+    if fe.get("compare_with"):
+        other_label, other_results = compare(fe, source)
+        rows[other_label] = report.aggregate(other_results)
     names = sorted({r.name.split("/")[-1] for r in results})
     print(f"held-out evaluation ({fe.protocol} protocol, {len(names)} images: {', '.join(names)}; PSNR in dB):")
-    ours = report.aggregate(results)
-    rows = {f"{workdir.name} ({describe(model)})": ours}
-    if fe.get("compare_with"):
-        other, other_params = checkpoints.load_model(fe.compare_with)
-        other_results = evaluate.evaluate(other, other_params, source, list(fe.scales), fe.protocol, progress=False)
-        label = fe.compare_with if fe.compare_with.startswith(pretrained.PREFIX) else pathlib.Path(fe.compare_with).name
-        rows[f"{label} ({describe(other)})"] = report.aggregate(other_results)
     print(report.format_comparison(rows), flush=True)
     if progress is not None:
-        print(report.verdict(ours, progress.steps_done, progress.recipe_steps, progress.eta), flush=True)
+        print(report.verdict(rows[label], progress.steps_done, progress.recipe_steps, progress.eta), flush=True)
     print(
         f"the run is in {workdir} (checkpoints/, metrics.jsonl, final_eval.json, tensorboard/); render with it:\n"
         f"  {python_command()} -m liif_jax.demo --model {workdir} --input PHOTO --scale 4 --output out.png",
         flush=True,
     )
+
+
+def compare(fe: ml_collections.ConfigDict, source: Sequence[Any]) -> tuple[str, list[report.ImageResult]]:
+    """(label, results) of `fe.compare_with` on the held-out images: from the evaluation cache when
+    this model was evaluated on these images before, else evaluated now and cached."""
+    from liif_jax.evaluation import cache, evaluator
+
+    scales = list(fe.scales)
+    entry = cache.key(fe.compare_with, source, scales, fe.protocol, fe.get("center_crop"))
+    hit = cache.load(entry)
+    if hit is not None:
+        print(f"{hit[0]}: the results of an earlier run on these images ({cache.cache_dir() / entry}.json)", flush=True)
+        return hit
+    other, other_params = checkpoints.load_model(fe.compare_with)
+    label = evaluator.model_label(fe.compare_with, other)
+    print(f"held-out evaluation of {label}, for comparison (once; the results are cached):", flush=True)
+    results = evaluator.evaluate(other, other_params, source, scales, fe.protocol)
+    cache.store(entry, label, results)
+    return label, results

@@ -363,6 +363,7 @@ def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds,
                 else:
                     last_val = last["val_psnr"] = val
                     writer.write(step, val_psnr=val)
+                    writer.plot_curves()
                     say(f"step {step}/{num_steps}  val_psnr {val:.2f} dB", flush=True)
             if ckpt_now or stopping:
                 checkpointing.save(

@@ -1,5 +1,5 @@
-"""A training run's log: `metrics.jsonl` and TensorBoard events (process 0 only), and durations
-as the progress lines print them.
+"""A training run's log: `metrics.jsonl`, TensorBoard events and `curves.png` (process 0 only),
+and durations as the progress lines print them; progress lines for long renders and evaluations.
 """
 
 from __future__ import annotations
@@ -7,8 +7,15 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import sys
+import time
+from collections.abc import Callable
 
 import jax
+
+from liif_jax.cli_checks import written_whole
+
+CURVES = "curves.png"
 
 
 class MetricWriter:
@@ -16,7 +23,7 @@ class MetricWriter:
 
     def __init__(self, workdir: pathlib.Path, resume_step: int):
         self.enabled = jax.process_index() == 0
-        self.path = workdir / "metrics.jsonl"
+        self.workdir, self.path, self.told = workdir, workdir / "metrics.jsonl", False
         if not self.enabled:
             return
         self._truncate_after(resume_step)
@@ -43,6 +50,24 @@ class MetricWriter:
             self._tb.add_scalar(k, v, step)
         self._tb.flush()
 
+    def plot_curves(self) -> None:
+        """`curves.png`: a picture of the run so far that any image viewer opens; the first time,
+        says where it is and how to follow the run in TensorBoard."""
+        if not self.enabled:
+            return
+        try:
+            plot_curves(self.path, self.workdir / CURVES)
+        except OSError as err:  # a picture is not worth stopping the run for
+            print(f"warning: cannot write {self.workdir / CURVES}: {err}", file=sys.stderr, flush=True)
+            return
+        if not self.told:
+            self.told = True
+            print(
+                f"loss and validation PSNR: {self.workdir / CURVES} (redrawn at each validation); live: "
+                f"tensorboard --logdir {self.workdir / 'tensorboard'}",
+                flush=True,
+            )
+
     def close(self) -> None:
         if self.enabled:
             self._tb.close()
@@ -53,3 +78,55 @@ def format_duration(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class ProgressLines:
+    """A `progress(done, total)` callback that prints `WHAT: done/total UNIT, elapsed, ETA` lines, so
+    that work of more than a few seconds is not silent: nothing before `after` seconds (short work
+    stays quiet), then at most one line every `every` seconds, and the last one when it ends."""
+
+    def __init__(
+        self,
+        what: str,
+        unit: str = "blocks",
+        after: float = 3.0,
+        every: float = 3.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.what, self.unit, self.after, self.every, self.clock = what, unit, after, every, clock
+        self.start, self.last = clock(), None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        elapsed = now - self.start
+        finished = done >= total
+        if elapsed < self.after or (self.last is None and finished):
+            return
+        if self.last is not None and now - self.last < self.every and not finished:
+            return
+        self.last = now
+        eta = format_duration(elapsed * (total - done) / done) if done else "?"
+        print(
+            f"{self.what}: {done}/{total} {self.unit}, {format_duration(elapsed)} elapsed, ETA {eta}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def plot_curves(metrics: pathlib.Path, path: pathlib.Path) -> None:
+    """Training loss and validation PSNR against the step, side by side, from `metrics.jsonl`."""
+    from matplotlib.figure import Figure  # no pyplot: no display, no global state
+
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    figure = Figure(figsize=(9, 3.5), dpi=100, layout="tight")
+    for axes, key, label in zip(
+        figure.subplots(1, 2), ("loss", "val_psnr"), ("training loss (L1)", "validation PSNR (dB)")
+    ):
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        if points:
+            axes.plot(*zip(*points), "o-" if len(points) < 30 else "-")
+        axes.set_xlabel("step")
+        axes.set_ylabel(label)
+        axes.grid(True, alpha=0.3)
+    with written_whole(path) as tmp:
+        figure.savefig(tmp, format="png")
