@@ -244,7 +244,7 @@ def test_ctrl_c_ends_demo_evaluate_and_convert_in_one_line_with_status_130_and_n
         (pathlib.Path(path) / "part").write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo, "upscale", lambda *a, **k: np.zeros((24, 20, 3), np.float32))
+    monkeypatch.setattr(demo, "upscale_image", lambda *a, **k: np.zeros((24, 20, 3), np.uint8))
     monkeypatch.setattr(demo.Image.Image, "save", lambda self, path, *a, **k: half_written_then_interrupted(path))
     argv = ["--input", str(photo), "--model", str(ckpt), "--scale", "2", "--output", str(out / "o.png")]
     assert demo.main(argv) == 130

@@ -4,11 +4,14 @@ import importlib.util
 import os
 import pathlib
 import sys
+import tempfile
 import types
 
 # The tests run on the CPU. With libtpu or the CUDA plugin installed (the aot extras) and no such
 # device, JAX would otherwise try those backends first, with seconds of warnings per process.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Cached evaluations of comparison models (liif_jax.evaluation.cache) go to a folder of this run, not the user's.
+os.environ.setdefault("LIIF_JAX_CACHE", tempfile.mkdtemp(prefix="liif_jax_test_cache_"))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
