@@ -79,7 +79,7 @@ _DECODER = flags.DEFINE_enum(
     "decoder",
     None,
     list(render.DECODERS),
-    "render decoder (default: the target's, `render.resolve_decoder`: the fused Pallas kernel on a GPU)",
+    "render decoder (default: the target's, `render.resolve_decoder`; XLA's unless measured otherwise)",
 )
 _BATCH_QUERIES = flags.DEFINE_integer("batch_queries", render.DEFAULT_BATCH_QUERIES, "queries per decoder step")
 _OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "folder for aot_<target>.{json,md}")
@@ -181,7 +181,7 @@ def run(t: aot.Target) -> dict:
             model = build_model(config.model.to_dict(), None if dtype == "float32" else jnp.bfloat16)
             for case in _RENDERS.value:
                 in_hw, out_hw = render_sizes(case)
-                decoder = render.resolve_decoder(model, _DECODER.value, devs[0].platform)
+                decoder = render.resolve_decoder(model, _DECODER.value, devs[0])
                 settings = dict(precision=prec, batch_queries=_BATCH_QUERIES.value, decoder=decoder)
                 tile = _TILE.value
                 if tile is None:
