@@ -24,7 +24,7 @@ from conftest import REPO, load_module
 
 def cuda_plugin_installed() -> bool:
     try:
-        return importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+        return aot.targets.cuda_plugin() is not None
     except ModuleNotFoundError:  # no jax_plugins package at all
         return False
 
