@@ -79,7 +79,7 @@ _DECODER = flags.DEFINE_enum(
     "decoder",
     None,
     list(render.DECODERS),
-    "render decoder (default: the target's, `render.resolve_decoder`: the fused Pallas kernel on a GPU)",
+    "render decoder (default: the target's, `render.resolve_decoder`; XLA's unless measured otherwise)",
 )
 _BATCH_QUERIES = flags.DEFINE_integer("batch_queries", render.DEFAULT_BATCH_QUERIES, "queries per decoder step")
 _OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "folder for aot_<target>.{json,md}")
@@ -181,7 +181,7 @@ def run(t: aot.Target) -> dict:
             model = build_model(config.model.to_dict(), None if dtype == "float32" else jnp.bfloat16)
             for case in _RENDERS.value:
                 in_hw, out_hw = render_sizes(case)
-                decoder = render.resolve_decoder(model, _DECODER.value, devs[0].platform)
+                decoder = render.resolve_decoder(model, _DECODER.value, devs[0])
                 settings = dict(precision=prec, batch_queries=_BATCH_QUERIES.value, decoder=decoder)
                 tile = _TILE.value
                 if tile is None:
@@ -219,6 +219,7 @@ def run(t: aot.Target) -> dict:
                         "tile_by_memory": _TILE.value is None,
                         "batch_queries": _BATCH_QUERIES.value,
                         "est_s": est,
+                        "est_s_range": None if est is None else estimate.render_range(est, model, out_hw, decoder),
                         "fits": all(r["fits"] for r in rows.values()),
                         "programs": rows,
                     }
@@ -299,11 +300,11 @@ def markdown(r: dict) -> str:
             f"## Rendering ({r['renders'][0]['config']}, one chip)",
             "",
             "| Render | dtype | Decoder | Tile | Queries per step | Fits | Peak GB at once | HBM GB | "
-            "HBM KB per output pixel | Estimated ms (a render) |",
+            "HBM KB per output pixel | Estimated ms (a render; a range) |",
             "|---|---|---|---:|---:|---|---:|---:|---:|---:|",
         ]
         for c in r["renders"]:
-            est = "-" if c["est_s"] is None else f"{1e3 * c['est_s']:.1f}"
+            est = "-" if c.get("est_s_range") is None else estimate.ms_range(*c["est_s_range"])
             hbm = render_bytes(c)
             per_pixel = "-" if hbm is None else f"{hbm / (c['out_hw'][0] * c['out_hw'][1]) / 1e3:.2f}"
             tile = f"{c['tile']}{' (by memory)' if c.get('tile_by_memory') else ''}"

@@ -3,7 +3,7 @@
     JAX_PLATFORMS=cpu python experiments/aot_compare.py --benchmark OUT/benchmark_<gpu>.json [--target h100|h200]
         [--out OUT]
 
-`experiments/gpu_check.sh` runs it after its benchmark, so that every GPU run checks the estimate
+Run it on the CPU after a GPU benchmark, so that every GPU run checks the estimate
 (`xla_tools.estimate.H200_FIT`, fitted to measured training steps: `experiments/aot_fit.py`) on
 the code it measured. For every case that `experiments/benchmark.py` timed (the model-only training
 step; the renders), it compiles the same program at the same sizes for a compile-only GPU of that

@@ -121,7 +121,7 @@ _DECODER = flags.DEFINE_enum(
     "decoder",
     None,
     list(render.DECODERS),
-    "render decoder (default: `render.resolve_decoder`: pallas on GPUs, xla elsewhere)",
+    "render decoder (default: `render.resolve_decoder`: xla unless a measurement made the kernel the default)",
 )
 _RENDER_MLP = flags.DEFINE_enum(
     "render_mlp_dtype",

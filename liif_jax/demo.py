@@ -131,8 +131,8 @@ def render_to_file(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--decoder",
         choices=DECODERS,
-        help="xla, or pallas: the fused query kernel "
-        "(default: pallas on GPUs for the LIIF models it runs, xla elsewhere)",
+        help="xla, or pallas: the fused query kernel, checked against xla on its first block "
+        "(default: xla, or LIIF_JAX_DECODER; see docs/gpu.md)",
     )
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     parser.add_argument(

@@ -24,7 +24,7 @@ from conftest import REPO, load_module
 
 def cuda_plugin_installed() -> bool:
     try:
-        return importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+        return aot.targets.cuda_plugin() is not None
     except ModuleNotFoundError:  # no jax_plugins package at all
         return False
 
@@ -94,7 +94,7 @@ def test_a_pallas_triton_kernel_compiles_for_the_gpu(h100):
 
 
 def test_aot_compare_sets_estimates_beside_a_benchmarks_measurements(tmp_path):
-    """`experiments/aot_compare.py` (run by gpu_check.sh after its benchmark) compiles each case the
+    """`experiments/aot_compare.py` (run on the CPU after a GPU benchmark) compiles each case the
     benchmark timed at its sizes for the benchmark's GPU and reports estimated / measured - 1."""
     from liif_jax.configs.common import liif_spec
 

@@ -9,7 +9,7 @@ import pytest
 from liif_jax.configs.common import liif_spec
 from liif_jax.kernels import fused_query
 from liif_jax.models import build_model
-from liif_jax.render import render
+from liif_jax.render import decoders, render
 
 import reference
 
@@ -80,11 +80,13 @@ def test_kernel_computes_the_documented_sum_for_the_valid_queries():
     assert 1e-4 < np.abs(bf16 - want).max() < 0.1 * np.abs(want).max()  # it ran in bf16, and bf16 has 8 mantissa bits
 
 
-def test_the_fused_decoder_is_the_gpu_default_where_it_applies():
+def test_the_xla_decoder_is_the_default_everywhere_and_the_kernel_runs_where_it_applies(monkeypatch):
+    monkeypatch.delenv(decoders.ENV, raising=False)
     liif_model = tiny()
-    assert render.resolve_decoder(liif_model, None, "gpu") == "pallas"
-    assert render.resolve_decoder(liif_model, None, "cpu") == "xla"
-    assert render.resolve_decoder(liif_model, None, "tpu") == "xla"
+    assert decoders.KERNEL_FASTER == {}  # no GPU generation has measured the kernel faster
+    for platform, cc in [("gpu", (9, 0)), ("gpu", (8, 9)), ("gpu", (7, 5)), ("cpu", None), ("tpu", None)]:
+        assert render.resolve_decoder(liif_model, None, platform, cc) == "xla"
+    assert render.resolve_decoder(liif_model, "pallas", "gpu", (8, 0)) == "pallas"
     odd = tiny(hidden=(20, 20))
     metasr = build_model(
         {
@@ -98,7 +100,7 @@ def test_the_fused_decoder_is_the_gpu_default_where_it_applies():
         }
     )
     for model in (odd, metasr):  # no kernel: XLA by default, a clear error when asked for
-        assert render.resolve_decoder(model, None, "gpu") == "xla"
+        assert render.resolve_decoder(model, None, "gpu", (9, 0)) == "xla"
         with pytest.raises(ValueError, match="decoder 'pallas'.*use decoder 'xla'"):
             render.resolve_decoder(model, "pallas")
 

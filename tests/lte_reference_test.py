@@ -320,7 +320,7 @@ def test_lte_queries_take_the_xla_path_and_swinir_liif_the_fused_kernel():
     """The fused query kernel computes LIIF's decoder (a gathered latent row plus per-query
     coordinate and cell terms); LTE's first layer takes coefficient x Fourier basis, which it does
     not, so LTE stays on the XLA path on every device and refuses the kernel by name. SwinIR-LIIF
-    takes the kernel on GPUs, and it renders the XLA path's pixels on SwinIR's padded map, with and
+    can take the kernel, and it renders the XLA path's pixels on SwinIR's padded map, with and
     without the cell clamp (Pallas interpret mode on a CPU)."""
     from liif_jax.render import render
 
@@ -330,7 +330,7 @@ def test_lte_queries_take_the_xla_path_and_swinir_liif_the_fused_kernel():
         with pytest.raises(ValueError, match="not LTE"):
             render.resolve_decoder(model, "pallas", "gpu")
     model, params, _ = load("swinir_liif")
-    assert render.resolve_decoder(model, None, "gpu") == "pallas"
+    assert render.resolve_decoder(model, "pallas", "gpu", (9, 0)) == "pallas"
     inp = np.random.default_rng(0).uniform(-1, 1, (1, 21, 27, 3)).astype(np.float32)  # padded to 24 x 32
     for cell_factor in (1.0, 1.5):
         xla, fused = (

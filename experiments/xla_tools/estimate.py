@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from typing import Any
@@ -26,6 +27,54 @@ def fused_kernel_flops(model: Model, out_hw: tuple[int, int], batch: int = 1) ->
         * out_hw[1]
         * fused_query.flops(model.imnet.hidden_list, model.imnet.out_dim, 4 if model.cell_decode else 2, n)
     )
+
+
+# Inferred, not measured: Hopper's L2 bandwidth (H100 and H200 share the chip), for the fused
+# kernel's weight re-reads; the registers a thread has and the warps an SM holds.
+L2_BANDWIDTH = 5.5e12
+REGISTERS_PER_SM, MAX_WARPS_PER_SM = 65536, 64
+# ptxas on sm_90a (experiments/results/ptxas_fused_query.md): the current kernel at 64 rows x 4 warps, TF32.
+KERNEL_REGISTERS, KERNEL_SPILL_BYTES = 255, 1988 + 2044
+# Renders came out 10-49% below their measured times when the roofline was fitted: measured <= est / 0.51.
+RENDER_UNDERESTIMATE = 0.51
+
+
+def fused_kernel_l2_bytes(
+    model: Model,
+    out_hw: tuple[int, int],
+    block_rows: int = fused_query.BLOCK_ROWS,
+    num_warps: int = fused_query.NUM_WARPS,
+    spill_bytes: int = KERNEL_SPILL_BYTES,
+    weight_bytes_per_value: int = 4,
+) -> float:
+    """L2 bytes of the fused kernel in one render that the HLO's HBM bytes miss: every program reads
+    every weight (through L2), and every thread's spilled registers go to local memory and back."""
+    n = len(liif.neighbour_signs(model.local_ensemble))
+    programs = math.ceil(out_hw[0] * out_hw[1] * n / block_rows)
+    widths = [*model.imnet.hidden_list, model.imnet.out_dim]
+    weights = (4 if model.cell_decode else 2) * widths[0] + sum(a * b + b for a, b in zip(widths, widths[1:]))
+    return programs * (weights * weight_bytes_per_value + 32 * num_warps * spill_bytes)
+
+
+def occupancy(registers: int = KERNEL_REGISTERS, num_warps: int = fused_query.NUM_WARPS) -> float:
+    """Active warps per SM over the most it holds, as registers per thread allow."""
+    blocks = REGISTERS_PER_SM // (registers * 32 * num_warps)
+    return min(blocks * num_warps, MAX_WARPS_PER_SM) / MAX_WARPS_PER_SM
+
+
+def render_range(est_s: float, model: Model, out_hw: tuple[int, int], decoder: str) -> tuple[float, float]:
+    """An estimated render time as the range it is (seconds): the roofline at the low end; at the
+    high end the roofline's largest miss on renders and, for the fused kernel, its L2 traffic
+    (`fused_kernel_l2_bytes`) at `L2_BANDWIDTH` slowed by low occupancy (below a quarter of the warps,
+    latency is not hidden)."""
+    high = est_s / RENDER_UNDERESTIMATE
+    if decoder == "pallas":
+        high += fused_kernel_l2_bytes(model, out_hw) / L2_BANDWIDTH * max(1.0, 0.25 / occupancy())
+    return est_s, high
+
+
+def ms_range(low_s: float, high_s: float) -> str:
+    return f"{1e3 * low_s:.1f}-{1e3 * high_s:.1f}"
 
 
 # Fitted to measured H200 training steps (experiments/aot_fit.py; results/archive/42e58ae/aot_fit_h200.md says which).
@@ -109,10 +158,6 @@ def read(
     )
     report.fits = report.total_bytes <= t.memory_bytes
     return report
-
-
-def _first_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().splitlines()[0])[:300]
 
 
 def _first_line(text: str) -> str:

@@ -134,7 +134,7 @@ def render_programs(
         jax.eval_shape(lambda: model.init(jax.random.key(0))), jax.sharding.SingleDeviceSharding(device)
     )
     kwargs.setdefault("batch_queries", render.DEFAULT_BATCH_QUERIES)  # an accelerator's default
-    kwargs["decoder"] = render.resolve_decoder(model, kwargs.get("decoder"), device.platform)
+    kwargs["decoder"] = render.resolve_decoder(model, kwargs.get("decoder"), device)
     tile = kwargs.pop("tile", None)
     if tile is None:
         tile = render_tile(model, in_hw, out_hw, device, precision, memory_bytes, **kwargs)

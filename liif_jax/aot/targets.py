@@ -54,6 +54,40 @@ TARGETS: dict[str, Target] = {
         "h100", "cuda", "1x1x1", None, 84_978_434_048, 3.35232e12, _HOPPER, "NVIDIA H100 SXM 80GB", "h100_sxm.txtpb"
     ),
     "h200": Target("h200", "cuda", "1x1x1", None, 150_754_820_096, 4.8e12, _HOPPER, "NVIDIA H200 141GB", "h200.txtpb"),
+    # GPUs users own, for what compiles there (sm_80, sm_89, sm_75); dense peaks from NVIDIA's sheets.
+    "a100": Target(
+        "a100",
+        "cuda",
+        "1x1x1",
+        None,
+        80 * 10**9,
+        2.039e12,
+        {"bf16": 312e12, "f32": 156e12, "f32_highest": 19.5e12},
+        "NVIDIA A100 SXM 80GB",
+        "a100.txtpb",
+    ),
+    "rtx4090": Target(
+        "rtx4090",
+        "cuda",
+        "1x1x1",
+        None,
+        24 * GIB,
+        1.008e12,
+        {"bf16": 165e12, "f32": 82.6e12, "f32_highest": 82.6e12},
+        "NVIDIA GeForce RTX 4090 class (sm_89)",
+        "rtx4090_class.txtpb",
+    ),
+    "t4": Target(
+        "t4",
+        "cuda",
+        "1x1x1",
+        None,
+        15 * GIB,
+        320e9,
+        {"bf16": 65e12, "f32": 8.1e12, "f32_highest": 8.1e12},
+        "NVIDIA T4 (Colab's free GPU, sm_75)",
+        "t4.txtpb",
+    ),
     "v5e-1": _tpu("v5e-1", "v5e:1x1", (1, 1, 1), 16, 819e9, 197e12, "TPU v5e, 1 chip (Colab)"),
     "v5e-8": _tpu("v5e-8", "v5e:2x4", (2, 4, 1), 16, 819e9, 197e12, "TPU v5e, 8 chips (one host)"),
     # libtpu's v4 topology has one device per TensorCore (2 per chip): facts per core.
@@ -94,6 +128,17 @@ def _missing(t: Target, what: str) -> ImportError:
     )
 
 
+def cuda_plugin() -> str | None:
+    """The installed CUDA plugin that registers the "cuda" platform: cuda13 (what current JAX and the
+    lent GPU machines use), else cuda12; None without either."""
+    import importlib.util
+
+    for name in ("jax_plugins.xla_cuda13", "jax_plugins.xla_cuda12"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
 def devices(name: str | Target, gpu_config: str | os.PathLike | None = None) -> list[jax.Device]:
     """Compile-only devices of a target: jit programs whose inputs are sharded over them compile
     for it. `gpu_config`: a GpuTargetConfigProto text file (default: the target's file, which
@@ -113,10 +158,8 @@ def devices(name: str | Target, gpu_config: str | os.PathLike | None = None) -> 
                 topology_name=t.topology, platform="tpu", chips_per_host_bounds=t.chips_per_host
             ).devices,
         )
-    try:
-        import jax_plugins.xla_cuda12  # noqa: F401  (the plugin registers the "cuda" platform)
-    except ImportError:
-        raise _missing(t, "the CUDA plugin") from None
+    if not cuda_plugin():
+        raise _missing(t, "the CUDA plugin")
     path = pathlib.Path(gpu_config) if gpu_config is not None else GPU_TARGETS / t.config_file
     if not path.is_file():
         raise FileNotFoundError(

@@ -9,9 +9,10 @@ host while the next computes. Encoders whose features are not local (RCAN, SwinI
 whole, and keep their whole feature map (SwinIR's is padded to its window).
 
 A block's queries go through the decoder in one of two ways (`decoder`):
+- "xla": the MLP as XLA operations, `batch_queries` queries at a time (a loop); the default;
 - "pallas": one fused kernel for all of them (`liif_jax.kernels.fused_query`: gather, MLP and ensemble on
-  chip); the default on GPUs for the LIIF models it runs;
-- "xla": the MLP as XLA operations, `batch_queries` queries at a time (a loop); everywhere else.
+  chip), for the LIIF models it runs, when asked for or where a measurement made it the default
+  (`liif_jax.render.decoders`, which also checks its first block and falls back to "xla").
 Either way an edge block computes its own pixels only (up to one partial chunk or kernel block).
 """
 
@@ -29,7 +30,7 @@ import numpy as np
 from liif_jax.models import Model, liif
 from liif_jax.models.coords import centre, coord_affine
 from liif_jax.models.layers import Dtype
-from liif_jax.render import memory, tiling
+from liif_jax.render import decoders, memory, tiling
 
 DEFAULT_BATCH_QUERIES = 30000  # the official demo's bsize: the default on accelerators
 CPU_BATCH_QUERIES = 8192  # the default on a CPU, where larger steps cost host memory, not time
@@ -82,17 +83,9 @@ def query_block(
     of this block size.
     """
     b, capacity = jax.tree.leaves(grid)[0].shape[0], block[0] * block[1]
-    width = cols[1] - cols[0]
-    n = (rows[1] - rows[0]) * width
-    first, step, cell = geometry[1], geometry[2], geometry[3]
-
-    def coords(q: jax.Array) -> jax.Array:  # flat pixel indices of the block -> (B, k, 2) coordinates
-        q = jnp.minimum(q, n - 1)
-        r, c = (rows[0] + q // width).astype(jnp.float32), (cols[0] + q % width).astype(jnp.float32)
-        return jnp.broadcast_to(
-            jnp.stack([centre(first[0], step[0], r), centre(first[1], step[1], c)], axis=-1), (b, len(q), 2)
-        )
-
+    n = (rows[1] - rows[0]) * (cols[1] - cols[0])
+    cell = geometry[3]
+    coords = functools.partial(_block_coords, b, geometry, rows, cols)
     finish = lambda rgb: jnp.clip(rgb * 0.5 + 0.5, 0, 1) if unit_range else rgb
     if decoder == "pallas":
         coord = coords(jnp.arange(capacity))
@@ -115,6 +108,38 @@ def query_block(
     return jax.lax.fori_loop(0, n_chunks, chunk, jnp.zeros((b, n_chunks * bq, 3), jnp.float32))
 
 
+def _block_coords(b: int, geometry: jax.Array, rows: jax.Array, cols: jax.Array, q: jax.Array) -> jax.Array:
+    """Flat pixel indices of a block -> (B, len(q), 2) coordinates (indices past its pixels: its last)."""
+    width = cols[1] - cols[0]
+    first, step = geometry[1], geometry[2]
+    q = jnp.minimum(q, (rows[1] - rows[0]) * width - 1)
+    r, c = (rows[0] + q // width).astype(jnp.float32), (cols[0] + q % width).astype(jnp.float32)
+    return jnp.broadcast_to(
+        jnp.stack([centre(first[0], step[0], r), centre(first[1], step[1], c)], axis=-1), (b, len(q), 2)
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("model", "unit_range", "mlp_dtype"))
+def query_sample(
+    model: Model,
+    params,
+    grid: jax.Array,
+    lattice: liif.Lattice,
+    geometry: jax.Array,
+    rows: jax.Array,
+    cols: jax.Array,
+    index: jax.Array,
+    unit_range: bool = False,
+    mlp_dtype: Dtype = None,
+) -> jax.Array:
+    """The XLA decoder's RGB (B, len(index), 3) at some of `query_block`'s queries (flat indices into
+    its block): what the fused kernel's first block is checked against, without compiling it again."""
+    b = jax.tree.leaves(grid)[0].shape[0]
+    coord = _block_coords(b, geometry, rows, cols, index)
+    rgb = model.query(params, grid, coord, jnp.broadcast_to(geometry[3], coord.shape), lattice, mlp_dtype)
+    return jnp.clip(rgb * 0.5 + 0.5, 0, 1) if unit_range else rgb
+
+
 def default_batch_queries() -> int:
     return CPU_BATCH_QUERIES if jax.default_backend() == "cpu" else DEFAULT_BATCH_QUERIES
 
@@ -124,11 +149,22 @@ def fused_supported(model: Model) -> bool:
     return getattr(model, "fused_supported", False)
 
 
-def resolve_decoder(model: Model, decoder: str | None, platform: str | None = None) -> str:
-    """`decoder`, checked; None: "pallas" on a GPU for models the fused kernel runs, else "xla"."""
-    platform = platform or jax.default_backend()
+def resolve_decoder(
+    model: Model,
+    decoder: str | None,
+    device: jax.Device | str | None = None,
+    compute_capability: tuple[int, int] | None = None,
+) -> str:
+    """`decoder`, checked; None: `decoders.default` (the XLA decoder unless `LIIF_JAX_DECODER` or a
+    measured GPU generation says otherwise) for models the kernel runs, else "xla". `device`: a
+    device, or a platform name with its `compute_capability` (default: the default device)."""
+    if device is None or isinstance(device, jax.Device):
+        device = device or jax.devices()[0]
+        platform, cc = device.platform, decoders.compute_capability(device)
+    else:
+        platform, cc = device, compute_capability
     if decoder is None:
-        return "pallas" if platform == "gpu" and fused_supported(model) else "xla"
+        decoder = decoders.default(platform, cc) if fused_supported(model) else "xla"
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
     if decoder == "pallas" and not fused_supported(model):
@@ -136,6 +172,8 @@ def resolve_decoder(model: Model, decoder: str | None, platform: str | None = No
             "decoder 'pallas': the fused kernel runs LIIF models whose hidden widths are multiples of 16 "
             "(not LTE, MetaSR or the fixed-scale baselines); use decoder 'xla'"
         )
+    if decoder == "pallas" and platform == "gpu" and decoders.refusal(cc):
+        raise ValueError(decoders.refusal(cc))
     return decoder
 
 
@@ -208,8 +246,36 @@ def render(
     batch_queries = default_batch_queries() if batch_queries is None else batch_queries
     if h <= 0 or w <= 0 or batch_queries <= 0 or (tile is not None and tile < 0):
         raise ValueError(f"output size {out_hw} and batch_queries {batch_queries} must be positive, tile {tile} >= 0")
-    decoder = resolve_decoder(model, decoder)
+    device = _device(params)
+    decoder = resolve_decoder(model, decoder, device)
     inp = np.asarray(inp, np.float32)
+    args = (model, params, inp, out_hw, batch_queries, unit_range, tile, mlp_dtype, cell_factor, progress)
+    if decoder == "pallas" and not decoders.failed(device):
+        key = (device.device_kind, model, str(mlp_dtype), str(jax.config.jax_default_matmul_precision))
+        try:
+            return _render(*args, "pallas", key if decoders.needs_check(key) else None)
+        except decoders.KernelUnavailable as err:
+            decoders.fall_back(device, str(err))
+    return _render(*args, "xla", None)
+
+
+def _render(
+    model: Model,
+    params,
+    inp: np.ndarray,
+    out_hw: tuple[int, int],
+    batch_queries: int,
+    unit_range: bool,
+    tile: int | None,
+    mlp_dtype: Dtype,
+    cell_factor: float,
+    progress: Callable[[int, int], None] | None,
+    decoder: str,
+    check: tuple | None,
+) -> np.ndarray:
+    """`render` with a resolved decoder; `check`: the key under which the kernel's first block is
+    checked against the XLA decoder (`decoders`), raising `decoders.KernelUnavailable` if it fails."""
+    h, w = out_hw
     if tile is None:
         tile = choose_tile(
             model, params, inp.shape[1:3], out_hw, batch_queries, inp.shape[0], unit_range, mlp_dtype, decoder
@@ -230,20 +296,14 @@ def render(
             lattice = liif.lattice(_feature_size(p, inp.shape[1:3], grid), (cy, cx))
             for rows in p.rows.blocks(i):
                 for cols in p.cols.blocks(j):
-                    rgb = query_block(
-                        model,
-                        params,
-                        grid,
-                        lattice,
-                        geometry,
-                        np.array(rows, np.int32),
-                        np.array(cols, np.int32),
-                        block,
-                        batch_queries,
-                        unit_range,
-                        mlp_dtype,
-                        decoder,
-                    )
+                    block_args = (model, params, grid, lattice, geometry, np.array(rows, np.int32))
+                    block_args += (np.array(cols, np.int32),)
+                    settings = (block, batch_queries, unit_range, mlp_dtype, decoder)
+                    if check is not None:
+                        rgb = _checked_block(block_args, settings, check)
+                        check = None
+                    else:
+                        rgb = query_block(*block_args, *settings)
                     if pending is not None:  # copy the previous block while this one computes
                         _copy(out, *pending)
                         done += 1
@@ -254,6 +314,29 @@ def render(
     if progress is not None:
         progress(total, total)
     return out
+
+
+def _checked_block(block_args: tuple, settings: tuple, key: tuple) -> jax.Array:
+    """The fused kernel's first block, compared with the XLA decoder on `decoders.sample` of its queries."""
+    model, params, grid, lattice, geometry, rows, cols = block_args
+    _, _, unit_range, mlp_dtype, _ = settings
+    try:
+        rgb = jax.block_until_ready(query_block(*block_args, *settings))
+    except Exception as err:  # noqa: BLE001 - any compile or launch error of the kernel means: not here
+        if decoders.device_memory_error(err):
+            raise
+        raise decoders.KernelUnavailable(decoders.first_line(err)) from err
+    index = decoders.sample(int((rows[1] - rows[0]) * (cols[1] - cols[0])))
+    xla = query_sample(model, params, grid, lattice, geometry, rows, cols, index, unit_range, mlp_dtype)
+    why = decoders.mismatch(
+        np.asarray(rgb)[:, index],
+        np.asarray(xla),
+        decoders.tolerance(mlp_dtype, jax.config.jax_default_matmul_precision),
+    )
+    if why:
+        raise decoders.KernelUnavailable(why)
+    decoders.passed(key)
+    return rgb
 
 
 def _feature_size(p: tiling.Plan, in_hw: tuple[int, int], grid) -> tuple[int, int]:
@@ -392,7 +475,7 @@ def programs(
     device compiles for its target: lower inside `liif_jax.aot.lowering`, which names it for
     Pallas). `program_runs` says how many times a render runs each."""
     device = _device(params)
-    decoder = resolve_decoder(model, decoder, device.platform)
+    decoder = resolve_decoder(model, decoder, device)
     p = plan(model, in_hw, out_hw, tile, decoder)
     batch_queries = default_batch_queries() if batch_queries is None else batch_queries
     spec = lambda shape, dtype=jnp.float32: jax.ShapeDtypeStruct(shape, dtype)
@@ -455,22 +538,26 @@ def footprint(
     `memory_analysis()`: the larger of encoding a tile (while the previous tile's latents are
     held) and querying a block (while the previous block's output is copied out); on a CPU also
     the input and output images, which live in the same memory. None: the compiler refused a
-    program for lack of device memory. With `stop_above`, an encoder that needs more than that is
+    program for lack of device memory. Raises `decoders.KernelUnavailable` when it refused the fused
+    kernel for another reason (shared memory per block, an unsupported GPU). With `stop_above`, an encoder that needs more than that is
     reported without compiling the query program."""
-    lowered = programs(model, params, in_hw, out_hw, tile, batch_queries, batch, unit_range, mlp_dtype, decoder)
     device = _device(params)
+    decoder = resolve_decoder(model, decoder, device)
     host = 4 * 3 * batch * (in_hw[0] * in_hw[1] + out_hw[0] * out_hw[1]) if device.platform == "cpu" else 0
     try:
+        lowered = programs(model, params, in_hw, out_hw, tile, batch_queries, batch, unit_range, mlp_dtype, decoder)
         encode = lowered["encode_tile"].compile()
-        several = program_runs(model, in_hw, out_hw, tile, resolve_decoder(model, decoder, device.platform))
+        several = program_runs(model, in_hw, out_hw, tile, decoder)
         latents = encode.memory_analysis().output_size_in_bytes if several["encode_tile"] > 1 else 0
         need = host + memory.program_bytes(encode) + latents
         if stop_above is not None and need > stop_above:
             return need
         query = lowered["query_block"].compile()
-    except jax.errors.JaxRuntimeError as err:
-        if "RESOURCE_EXHAUSTED" in str(err):
+    except Exception as err:  # noqa: BLE001 - sorted below: device memory, the kernel, or a bug
+        if decoders.device_memory_error(err):
             return None
+        if decoder == "pallas":
+            raise decoders.KernelUnavailable(decoders.first_line(err)) from err
         raise
     return max(need, host + memory.program_bytes(query) + query.memory_analysis().output_size_in_bytes)
 
