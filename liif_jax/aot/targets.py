@@ -133,6 +133,8 @@ def cuda_plugin() -> str | None:
     lent GPU machines use), else cuda12; None without either."""
     import importlib.util
 
+    if importlib.util.find_spec("jax_plugins") is None:  # no plugin at all (find_spec of a child would raise)
+        return None
     for name in ("jax_plugins.xla_cuda13", "jax_plugins.xla_cuda12"):
         if importlib.util.find_spec(name) is not None:
             return name
