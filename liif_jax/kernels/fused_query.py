@@ -56,6 +56,11 @@ def _chunk(widths: Sequence[int]) -> int:
     return next(c for c in _CHUNKS if all(w % c == 0 for w in widths))
 
 
+def _cols(j, chunk: int) -> pl.Slice:
+    """Columns [j * chunk, (j + 1) * chunk) for a loop index j."""
+    return pl.ds(pl.multiple_of(j * chunk, chunk), chunk)
+
+
 def _kernel(
     n_ref,
     index_ref,
@@ -71,38 +76,57 @@ def _kernel(
     n_terms: int,
     out_dim: int,
     dot,
+    barrier,
 ):
-    layer_refs, out_ref = refs[:-1], refs[-1]
+    layer_refs, (out_ref, act_ref) = refs[:-2], refs[-2:]
     n_nb = index_ref.shape[0]
     rows = n_nb * queries
 
     @pl.when(pl.program_id(0) * queries < n_ref[0])  # blocks past the valid queries do nothing
     def _():
         index = index_ref[...].reshape(rows)
-        h = []
-        for j in range(widths[0] // chunk):  # the gathered rows plus the per-query terms, chunk by chunk
-            cols = pl.ds(j * chunk, chunk)
+        terms = [terms_ref[:, e, :].reshape(rows)[:, None] for e in range(n_terms)]
+
+        def first(o):  # the gathered rows plus the per-query terms
+            cols = _cols(o, chunk)
             p = table_ref[index, cols] + b0_ref[cols][None, :]
-            for e in range(n_terms):
-                p = p + terms_ref[:, e, :].reshape(rows)[:, None] * w_terms_ref[e, cols][None, :]
-            h.append(jnp.maximum(p, 0))
-        for i in range(len(widths) - 1):  # hidden layers: chunk x chunk weight tiles
+            for e, t in enumerate(terms):
+                p = p + t * w_terms_ref[e, cols][None, :]
+            return jnp.maximum(p, 0)
+
+        def hidden(i: int):
             w_ref, b_ref = layer_refs[2 * i], layer_refs[2 * i + 1]
-            new = []
-            for o in range(widths[i + 1] // chunk):
-                cols = pl.ds(o * chunk, chunk)
-                s = b_ref[cols][None, :]
-                for j, hj in enumerate(h):
-                    s = s + dot(hj, w_ref[pl.ds(j * chunk, chunk), cols])
-                new.append(jnp.maximum(s, 0))
-            h = new
+
+            def columns(o):
+                cols = _cols(o, chunk)
+                step = lambda j, s: s + dot(act_ref[i % 2, :, _cols(j, chunk)], w_ref[_cols(j, chunk), cols])
+                s = jnp.broadcast_to(b_ref[cols][None, :], (rows, chunk))
+                return jnp.maximum(jax.lax.fori_loop(0, widths[i] // chunk, step, s), 0)
+
+            return columns
+
+        def store(i: int, produce):
+            def step(o, carry):
+                act_ref[i % 2, :, _cols(o, chunk)] = produce(o).astype(act_ref.dtype)
+                return carry
+
+            jax.lax.fori_loop(0, widths[i] // chunk, step, 0)
+            barrier()
+
+        producers = [first] + [hidden(i) for i in range(len(widths) - 1)]
+        for i, produce in enumerate(producers[:-1]):  # each layer's activations to this program's scratch
+            store(i, produce)
         w_ref, b_ref = layer_refs[-2], layer_refs[-1]  # last layer, (out, in): one reduction per output
+
+        def last(o, sums):
+            h, cols = producers[-1](o), _cols(o, chunk)
+            return tuple(s + jnp.sum(h * w_ref[k, cols][None, :], axis=1) for k, s in enumerate(sums))
+
+        sums = tuple(jnp.full((rows,), b_ref[k], jnp.float32) for k in range(out_dim))
+        sums = jax.lax.fori_loop(0, widths[-1] // chunk, last, sums)
         weights = weights_ref[...].reshape(rows)
-        for o in range(out_dim):
-            s = b_ref[o]
-            for j, hj in enumerate(h):
-                s = s + jnp.sum(hj * w_ref[o, pl.ds(j * chunk, chunk)][None, :], axis=1)
-            out_ref[o, :] = jnp.sum((s * weights).reshape(n_nb, queries), axis=0)
+        for k, s in enumerate(sums):
+            out_ref[k, :] = jnp.sum((s * weights).reshape(n_nb, queries), axis=0)
 
 
 def _dot(compute_dtype, precision):
@@ -143,10 +167,15 @@ def _pallas(
         n_terms=terms.shape[1],
         out_dim=out_dim,
         dot=_dot(compute_dtype, precision),
+        barrier=plgpu.debug_barrier if triton and not interpret else lambda: None,
     )
-    return pl.pallas_call(
+    rows, act_width = block_rows, max(widths[:-1], default=16)
+    out, _ = pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((out_dim, q), jnp.float32),
+        out_shape=(
+            jax.ShapeDtypeStruct((out_dim, q), jnp.float32),
+            jax.ShapeDtypeStruct((2, q * n_nb, act_width), compute_dtype),
+        ),
         grid=(q // queries,),
         in_specs=[
             whole(n_valid),
@@ -158,11 +187,15 @@ def _pallas(
             whole(b0),
         ]
         + [whole(a) for a in flat],
-        out_specs=pl.BlockSpec((out_dim, queries), lambda i: (0, i)),
+        out_specs=(
+            pl.BlockSpec((out_dim, queries), lambda i: (0, i)),
+            pl.BlockSpec((2, rows, act_width), lambda i: (0, i, 0)),
+        ),
         interpret=interpret,
         compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=1) if triton else None,
         name="ensemble_mlp",
     )(n_valid, index, terms, weights, table, w_terms, b0, *flat)
+    return out
 
 
 def reference(index, terms, weights, table, w_terms, b0, layers, compute_dtype=jnp.float32) -> jax.Array:
