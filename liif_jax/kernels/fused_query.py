@@ -45,7 +45,7 @@ Layer = tuple[jax.Array, jax.Array]  # (kernel (in, out), bias (out,))
 
 BLOCK_ROWS = 64  # neighbour rows per program: 16 queries of a 4-neighbour ensemble
 NUM_WARPS = 4
-PROGRAMS = 512  # programs at most (enough to fill an H100), each looping over blocks: 2 scratch blocks each
+PROGRAMS = 512  # programs at most (about 4 per SM of an H100), each looping over blocks: 2 scratch blocks each
 _CHUNKS = (32, 16)  # 64: 3xTF32 ("highest") spills on sm_80 and sm_89
 
 
