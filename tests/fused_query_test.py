@@ -59,7 +59,7 @@ def test_fused_render_equals_the_xla_render_in_tiles(flags):
     )
 
 
-def test_kernel_computes_the_documented_sum_for_the_valid_queries():
+def test_kernel_computes_the_documented_sum_for_the_valid_queries(monkeypatch):
     rng = np.random.default_rng(0)
     n, q, e, widths = 4, 50, 4, (32, 64, 32)
     f = lambda *s: rng.standard_normal(s).astype(np.float32)
@@ -78,6 +78,9 @@ def test_kernel_computes_the_documented_sum_for_the_valid_queries():
         fused_query.ensemble_mlp(table, index, terms, weights, w_terms, b0, layers, compute_dtype=jnp.bfloat16)
     )
     assert 1e-4 < np.abs(bf16 - want).max() < 0.1 * np.abs(want).max()  # it ran in bf16, and bf16 has 8 mantissa bits
+    monkeypatch.setattr(fused_query, "PROGRAMS", 3)  # 4 blocks of 16 queries: program 0 runs blocks 0 and 3
+    looped = fused_query.ensemble_mlp(table, index, terms, weights, w_terms, b0, layers)
+    np.testing.assert_allclose(np.asarray(looped), want, atol=1e-5, rtol=1e-5)
 
 
 def test_the_xla_decoder_is_the_default_everywhere_and_the_kernel_runs_where_it_applies(monkeypatch):

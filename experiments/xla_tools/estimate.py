@@ -30,11 +30,11 @@ def fused_kernel_flops(model: Model, out_hw: tuple[int, int], batch: int = 1) ->
 
 
 # Inferred, not measured: Hopper's L2 bandwidth (H100 and H200 share the chip), for the fused
-# kernel's weight re-reads; the registers a thread has and the warps an SM holds.
+# kernel's weight and scratch re-reads; the registers a thread has and the warps an SM holds.
 L2_BANDWIDTH = 5.5e12
 REGISTERS_PER_SM, MAX_WARPS_PER_SM = 65536, 64
-# ptxas on sm_90a (experiments/results/ptxas_fused_query.md): the current kernel at 64 rows x 4 warps, TF32.
-KERNEL_REGISTERS, KERNEL_SPILL_BYTES = 255, 1988 + 2044
+# ptxas on sm_90a (experiments/results/ptxas_fused_query.md): the kernel at 64 rows x 4 warps, TF32, no spills.
+KERNEL_REGISTERS = 96
 # Renders came out 10-49% below their measured times when the roofline was fitted: measured <= est / 0.51.
 RENDER_UNDERESTIMATE = 0.51
 
@@ -43,17 +43,20 @@ def fused_kernel_l2_bytes(
     model: Model,
     out_hw: tuple[int, int],
     block_rows: int = fused_query.BLOCK_ROWS,
-    num_warps: int = fused_query.NUM_WARPS,
-    spill_bytes: int = KERNEL_SPILL_BYTES,
     weight_bytes_per_value: int = 4,
+    activation_bytes_per_value: int = 4,
 ) -> float:
-    """L2 bytes of the fused kernel in one render that the HLO's HBM bytes miss: every program reads
-    every weight (through L2), and every thread's spilled registers go to local memory and back."""
+    """L2 bytes of the fused kernel in one render that the HLO's HBM bytes miss: every block reads
+    every weight, writes each hidden layer's activations but the last to its scratch, and reads them
+    back once per column chunk of the next layer."""
     n = len(liif.neighbour_signs(model.local_ensemble))
-    programs = math.ceil(out_hw[0] * out_hw[1] * n / block_rows)
-    widths = [*model.imnet.hidden_list, model.imnet.out_dim]
+    blocks = math.ceil(out_hw[0] * out_hw[1] * n / block_rows)
+    hidden = list(model.imnet.hidden_list)
+    widths = [*hidden, model.imnet.out_dim]
     weights = (4 if model.cell_decode else 2) * widths[0] + sum(a * b + b for a, b in zip(widths, widths[1:]))
-    return programs * (weights * weight_bytes_per_value + 32 * num_warps * spill_bytes)
+    chunk = fused_query._chunk(hidden)
+    scratch = block_rows * sum(a * (1 + b // chunk) for a, b in zip(hidden, hidden[1:]))
+    return blocks * (weights * weight_bytes_per_value + scratch * activation_bytes_per_value)
 
 
 def occupancy(registers: int = KERNEL_REGISTERS, num_warps: int = fused_query.NUM_WARPS) -> float:

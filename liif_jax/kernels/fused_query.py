@@ -7,17 +7,25 @@ layer, then a last dense layer. This is LIIF's decoder after `latent_grid` (the 
 grid's rows; the terms are the relative coordinate and cell), and any model whose per-query work is
 "gather rows, add per-query terms times a small matrix, run an MLP, weight the results" can use it.
 
-For a block of queries the kernel gathers the rows, runs every layer and the weighted sum with the
-activations on chip, and writes only the outputs: nothing per neighbour and per channel goes to
-device memory between layers. On an NVIDIA GPU it is a Triton kernel; on a CPU the same kernel runs
-in Pallas interpret mode (slow: for tests); elsewhere (TPU) the same sums run as XLA operations
-(`reference`): Mosaic cannot gather rows by a vector of indices.
+For a block of queries the kernel gathers the rows, runs every layer and the weighted sum, and
+writes only the outputs; between layers the activations of a block stay in a small scratch buffer
+of its program (an extra output, read back from L2), not in one tensor per layer for every query.
+On an NVIDIA GPU it is a Triton kernel; on a CPU the same kernel runs in Pallas interpret mode
+(slow: for tests); elsewhere (TPU) the same sums run as XLA operations (`reference`): Mosaic cannot
+gather rows by a vector of indices.
 
-Triton needs power-of-two blocks whose weights fit in shared memory; so the kernel
+Triton needs power-of-two blocks whose weights fit in shared memory, and Pallas' Triton backend
+has no shared-memory scratch; so the kernel
 - stacks the n neighbours of `block_rows // n` queries as one block of rows, each weight tile being
   read once per block (a loop over neighbours would keep every tile of a layer in shared memory);
-- keeps activations as column chunks of `chunk` (64, 32 or 16) channels and multiplies them by
-  chunk x chunk weight tiles read from memory (L2), since slicing a computed value is not lowered;
+- runs each layer as loops (not unrolled) over output column chunks of `chunk` (32 or 16)
+  channels and, inside, over input chunks: chunk x chunk weight tiles times the previous layer's
+  activations read back from the scratch. Only one accumulator chunk and two operand tiles are live,
+  so ptxas spills no registers (experiments/results/ptxas_fused_query.md); unrolled chunks with the
+  activations held as values spilled in every block shape tried;
+- keeps two slots of scratch per program (the layer read, the layer written), with a barrier
+  between layers, and runs at most `PROGRAMS` programs, each looping over blocks, so the scratch
+  is bounded whatever the number of queries;
 - computes the last layer (few outputs) as reductions and writes the output transposed, (out, Q),
   so that no store needs a power-of-two number of channels.
 Hidden widths must be multiples of 16 (`supports`).
@@ -37,7 +45,8 @@ Layer = tuple[jax.Array, jax.Array]  # (kernel (in, out), bias (out,))
 
 BLOCK_ROWS = 64  # neighbour rows per program: 16 queries of a 4-neighbour ensemble
 NUM_WARPS = 4
-_CHUNKS = (64, 32, 16)
+PROGRAMS = 512  # programs at most (about 4 per SM of an H100), each looping over blocks: 2 scratch blocks each
+_CHUNKS = (32, 16)  # 64: 3xTF32 ("highest") spills on sm_80 and sm_89
 
 
 def supports(widths: Sequence[int], n_neighbours: int) -> bool:
@@ -56,6 +65,11 @@ def _chunk(widths: Sequence[int]) -> int:
     return next(c for c in _CHUNKS if all(w % c == 0 for w in widths))
 
 
+def _cols(j, chunk: int) -> pl.Slice:
+    """Columns [j * chunk, (j + 1) * chunk) for a loop index j."""
+    return pl.ds(pl.multiple_of(j * chunk, chunk), chunk)
+
+
 def _kernel(
     n_ref,
     index_ref,
@@ -71,38 +85,62 @@ def _kernel(
     n_terms: int,
     out_dim: int,
     dot,
+    barrier,
 ):
-    layer_refs, out_ref = refs[:-1], refs[-1]
-    n_nb = index_ref.shape[0]
-    rows = n_nb * queries
+    layer_refs, (out_ref, act_ref) = refs[:-2], refs[-2:]
+    n_nb, n_blocks = index_ref.shape[0], index_ref.shape[1] // queries
+    rows, program, programs = n_nb * queries, pl.program_id(0), pl.num_programs(0)
 
-    @pl.when(pl.program_id(0) * queries < n_ref[0])  # blocks past the valid queries do nothing
-    def _():
-        index = index_ref[...].reshape(rows)
-        h = []
-        for j in range(widths[0] // chunk):  # the gathered rows plus the per-query terms, chunk by chunk
-            cols = pl.ds(j * chunk, chunk)
-            p = table_ref[index, cols] + b0_ref[cols][None, :]
-            for e in range(n_terms):
-                p = p + terms_ref[:, e, :].reshape(rows)[:, None] * w_terms_ref[e, cols][None, :]
-            h.append(jnp.maximum(p, 0))
-        for i in range(len(widths) - 1):  # hidden layers: chunk x chunk weight tiles
-            w_ref, b_ref = layer_refs[2 * i], layer_refs[2 * i + 1]
-            new = []
-            for o in range(widths[i + 1] // chunk):
-                cols = pl.ds(o * chunk, chunk)
-                s = b_ref[cols][None, :]
-                for j, hj in enumerate(h):
-                    s = s + dot(hj, w_ref[pl.ds(j * chunk, chunk), cols])
-                new.append(jnp.maximum(s, 0))
-            h = new
-        w_ref, b_ref = layer_refs[-2], layer_refs[-1]  # last layer, (out, in): one reduction per output
-        weights = weights_ref[...].reshape(rows)
-        for o in range(out_dim):
-            s = b_ref[o]
-            for j, hj in enumerate(h):
-                s = s + jnp.sum(hj * w_ref[o, pl.ds(j * chunk, chunk)][None, :], axis=1)
-            out_ref[o, :] = jnp.sum((s * weights).reshape(n_nb, queries), axis=0)
+    def first(o, q_cols):  # the gathered rows plus the per-query terms
+        cols = _cols(o, chunk)
+        p = table_ref[index_ref[:, q_cols].reshape(rows), cols] + b0_ref[cols][None, :]
+        for e in range(n_terms):
+            p = p + terms_ref[:, e, q_cols].reshape(rows)[:, None] * w_terms_ref[e, cols][None, :]
+        return jnp.maximum(p, 0)
+
+    def hidden(i: int):
+        w_ref, b_ref = layer_refs[2 * i], layer_refs[2 * i + 1]
+
+        def columns(o, q_cols):  # the previous layer's activations from the scratch, K chunk by K chunk
+            cols = _cols(o, chunk)
+            step = lambda j, s: s + dot(act_ref[0, i % 2, :, _cols(j, chunk)], w_ref[_cols(j, chunk), cols])
+            s = jnp.broadcast_to(b_ref[cols][None, :], (rows, chunk))
+            return jnp.maximum(jax.lax.fori_loop(0, widths[i] // chunk, step, s), 0)
+
+        return columns
+
+    producers = [first] + [hidden(i) for i in range(len(widths) - 1)]
+    w_ref, b_ref = layer_refs[-2], layer_refs[-1]  # last layer, (out, in): one reduction per output
+
+    def store(i: int, q_cols):
+        """Layer i's activations to the scratch, whose other slot holds layer i - 1's."""
+
+        @pl.loop(0, widths[i] // chunk)
+        def _(o):
+            act_ref[0, i % 2, :, _cols(o, chunk)] = producers[i](o, q_cols).astype(act_ref.dtype)
+
+        barrier()  # written before any thread reads them, read before the next layer overwrites them
+
+    @pl.loop(0, pl.cdiv(n_blocks, programs))
+    def _(t):
+        block = t * programs + program
+
+        @pl.when(block * queries < n_ref[0])  # blocks past the valid queries do nothing
+        def _():
+            q_cols = pl.ds(pl.multiple_of(block * queries, queries), queries)
+            for i in range(len(producers) - 1):
+                store(i, q_cols)
+
+            def last(o, sums):
+                h, cols = producers[-1](o, q_cols), _cols(o, chunk)
+                return tuple(s + jnp.sum(h * w_ref[k, cols][None, :], axis=1) for k, s in enumerate(sums))
+
+            sums = tuple(jnp.full((rows,), b_ref[k], jnp.float32) for k in range(out_dim))
+            sums = jax.lax.fori_loop(0, widths[-1] // chunk, last, sums)
+            weights = weights_ref[:, q_cols].reshape(rows)
+            for k, s in enumerate(sums):
+                out_ref[k, q_cols] = jnp.sum((s * weights).reshape(n_nb, queries), axis=0)
+            barrier()  # the last layer's reads done before the next block's first layer writes
 
 
 def _dot(compute_dtype, precision):
@@ -143,26 +181,27 @@ def _pallas(
         n_terms=terms.shape[1],
         out_dim=out_dim,
         dot=_dot(compute_dtype, precision),
+        barrier=plgpu.debug_barrier if triton and not interpret else lambda: None,
     )
-    return pl.pallas_call(
+    programs = min(PROGRAMS, q // queries)
+    act_width = max(widths[:-1], default=_CHUNKS[-1])
+    out, _ = pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((out_dim, q), jnp.float32),
-        grid=(q // queries,),
-        in_specs=[
-            whole(n_valid),
-            pl.BlockSpec((n_nb, queries), lambda i: (0, i)),
-            pl.BlockSpec((n_nb, terms.shape[1], queries), lambda i: (0, 0, i)),
-            pl.BlockSpec((n_nb, queries), lambda i: (0, i)),
-            whole(table),
-            whole(w_terms),
-            whole(b0),
-        ]
-        + [whole(a) for a in flat],
-        out_specs=pl.BlockSpec((out_dim, queries), lambda i: (0, i)),
+        out_shape=(
+            jax.ShapeDtypeStruct((out_dim, q), jnp.float32),
+            jax.ShapeDtypeStruct((programs, 2, block_rows, act_width), compute_dtype),
+        ),
+        grid=(programs,),
+        in_specs=[whole(a) for a in (n_valid, index, terms, weights, table, w_terms, b0, *flat)],
+        out_specs=(
+            whole(jax.ShapeDtypeStruct((out_dim, q), jnp.float32)),
+            pl.BlockSpec((1, 2, block_rows, act_width), lambda i: (i, 0, 0, 0)),
+        ),
         interpret=interpret,
         compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=1) if triton else None,
         name="ensemble_mlp",
     )(n_valid, index, terms, weights, table, w_terms, b0, *flat)
+    return out
 
 
 def reference(index, terms, weights, table, w_terms, b0, layers, compute_dtype=jnp.float32) -> jax.Array:
@@ -225,7 +264,7 @@ def ensemble_mlp(
     pad = -q % queries
     if pad:
         index, terms, weights = (jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)]) for a in (index, terms, weights))
-    n_valid = jnp.reshape(jnp.asarray(q if n_valid is None else n_valid, jnp.int32), (1,))
+    n_valid = jnp.reshape(jnp.minimum(q, jnp.asarray(q if n_valid is None else n_valid, jnp.int32)), (1,))
     layers = [tuple(layer) for layer in layers]
     args = (n_valid, index, terms, weights, table, w_terms, b0, layers)
     kw = dict(compute_dtype=compute_dtype, block_rows=block_rows, num_warps=num_warps)

@@ -13,7 +13,7 @@ without the 9x unfolded tensor and without repeating that product for every quer
 Queries then gather a row of that grid and add the coordinate and cell terms as elementwise
 multiply-adds (`neighbours` says which rows and terms); the 4 neighbours of every query go through
 the rest of the MLP as one stack of rows (`query`), or through one fused kernel that keeps their
-activations on chip (`query_fused`, `liif_jax.kernels.fused_query`).
+activations in a small scratch per program (`query_fused`, `liif_jax.kernels.fused_query`).
 
 Queries address latents by their index in the whole image's grid (a `Lattice`), so that a window
 of latents (a tile of a large image) answers them exactly as the whole grid would.
