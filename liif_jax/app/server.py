@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -306,3 +306,23 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+
+
+@contextlib.contextmanager
+def running(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The app served by uvicorn on a thread of this process (tests, scripts): yields its URL, and
+    stops it, with its lifespan (the upload folder removed), when the block ends."""
+    import uvicorn
+
+    srv = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the app did not start on {host}:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{srv.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        srv.should_exit = True
+        thread.join(30)
