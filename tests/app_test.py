@@ -96,12 +96,16 @@ def error_of(answer: tuple[int, bytes]) -> str:
     return json.loads(answer[1])["error"]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[str, liif_jax.Upscaler]:
+def tiny_checkpoint(folder: pathlib.Path) -> tuple[str, liif_jax.Upscaler]:
     """The tiny LIIF as a checkpoint the demo can read, and loaded from it."""
-    ckpt = tmp_path_factory.mktemp("model") / "tiny"
+    ckpt = folder / "tiny"
     save_model(ckpt, TINY_SPECS["liif"], tiny_upscaler("liif").params)
     return str(ckpt), liif_jax.load(ckpt)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[str, liif_jax.Upscaler]:
+    return tiny_checkpoint(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
@@ -224,10 +228,14 @@ def test_a_view_is_the_latents_query_at_its_screen_pixel_centres_and_transparent
     assert (got[inside][:, 3] == 255).all() and (got[~inside] == 0).all()
 
 
-def test_a_bicubic_view_at_a_whole_scale_is_pils_bicubic_upscale():
+def test_a_bicubic_view_at_a_whole_scale_is_pils_bicubic_upscale_and_any_view_is_on_the_image_only():
     rgb = photo()
     got = views.bicubic_view(rgb, views.View(scale=3, top=0, left=0, height=72, width=96))
     np.testing.assert_array_equal(got[..., :3], imaging.resize_bicubic(rgb, (72, 96)))
+    assert (got[..., 3] == 255).all()
+    got = views.bicubic_view(rgb, views.View(scale=7.3, top=-5.5, left=100.25, height=40, width=50))
+    opaque = got[..., 3] == 255  # the pixels wholly on the image: rows 6.., columns ..132 (233.6 - 100.25)
+    assert opaque[6:, :133].all() and not opaque[:6].any() and not opaque[:, 133:].any()
 
 
 def test_a_view_that_is_superseded_stops_between_chunks(tiny, monkeypatch):

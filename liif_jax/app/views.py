@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from liif_jax.api import Latents
+from liif_jax.render import render
 
 MAX_VIEW_PIXELS = 4096 * 4096  # a view larger than an 8K screen is a mistake, not a request
 MAX_SCALE = 1000.0
@@ -77,32 +78,35 @@ def render_view(latents: Latents, view: View, superseded: Callable[[], bool] = l
         if superseded():
             raise Superseded
         r = rows[r0 : r0 + step]
-        grid = np.stack(np.meshgrid(ys[r], xs[cols], indexing="ij"), axis=-1).astype(np.float32)
-        rgb = latents.query(grid, cell)
+        coords = np.stack(np.meshgrid(ys[r], xs[cols], indexing="ij"), axis=-1).astype(np.float32).reshape(-1, 2)
+        n = len(coords)
+        # At least one full query chunk, so that every view, coarse or not, runs the same compiled program.
+        padded = np.concatenate([coords, np.repeat(coords[-1:], max(0, render.default_batch_queries() - n), axis=0)])
+        rgb = latents.query(padded, cell)[:n].reshape(len(r), len(cols), 3)
         out[r[0] : r[-1] + 1, cols[0] : cols[-1] + 1, :3] = np.rint(rgb * 255).astype(np.uint8)
         out[r[0] : r[-1] + 1, cols[0] : cols[-1] + 1, 3] = 255
     return out
 
 
 def bicubic_view(image: np.ndarray, view: View) -> np.ndarray:
-    """RGBA uint8 of `view` by PIL's bicubic resampling of the input (uint8 (h, w, 3)): the same
+    """RGBA uint8 of `view` by PIL's bicubic resampling of the input (uint8 (h, w, 3)) at the same
     pixel centres as `render_view`, for the comparison."""
     h, w = image.shape[:2]
-    ys, xs = view.centres((h, w))
+    # The screen pixels wholly on the image (PIL's box cannot reach past its edges): all but at most
+    # one partly covered pixel per edge, which stays transparent.
+    rows = np.flatnonzero(
+        (view.top + np.arange(view.height) >= 0) & (view.top + np.arange(1, view.height + 1) <= h * view.scale)
+    )
+    cols = np.flatnonzero(
+        (view.left + np.arange(view.width) >= 0) & (view.left + np.arange(1, view.width + 1) <= w * view.scale)
+    )
     out = np.zeros((view.height, view.width, 4), np.uint8)
-    rows, cols = np.flatnonzero(~np.isnan(ys)), np.flatnonzero(~np.isnan(xs))
     if not len(rows) or not len(cols):
         return out
     # Input pixel k spans [k, k + 1]: output pixel i of the window spans [(top + i) / S, (top + i + 1) / S].
-    box = tuple(
-        float(v)
-        for v in (
-            (view.left + cols[0]) / view.scale,
-            (view.top + rows[0]) / view.scale,
-            (view.left + cols[-1] + 1) / view.scale,
-            (view.top + rows[-1] + 1) / view.scale,
-        )
-    )
+    x0, y0 = (view.left + cols[0]) / view.scale, (view.top + rows[0]) / view.scale
+    x1, y1 = (view.left + cols[-1] + 1) / view.scale, (view.top + rows[-1] + 1) / view.scale
+    box = (max(0.0, float(x0)), max(0.0, float(y0)), min(float(w), float(x1)), min(float(h), float(y1)))
     patch = Image.fromarray(image).resize((len(cols), len(rows)), Image.BICUBIC, box=box)
     out[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1, :3] = np.asarray(patch)
     out[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1, 3] = 255
