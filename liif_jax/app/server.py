@@ -135,7 +135,7 @@ def create_app(
     store = sessions.Sessions(models)
     worker = Worker(max_queue)
     jobs = sessions.LRU(64)
-    latest_seq: dict[str, int] = {}
+    latest_seq = sessions.LRU(1024)  # each tab's newest view
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -268,8 +268,8 @@ def create_app(
         except KeyError as err:
             return error(err.args[0], 404)
         if client:
-            latest_seq[client] = max(seq, latest_seq.get(client, seq))
-        superseded = lambda: bool(client) and latest_seq.get(client, seq) > seq
+            latest_seq.put(client, max(seq, latest_seq.get(client) or 0))
+        superseded = lambda: bool(client) and (latest_seq.get(client) or 0) > seq
 
         def run() -> bytes | None:
             try:
