@@ -67,8 +67,10 @@ def main() -> None:
         page.click("#tab-explore")
         page.wait_for_selector("#view[data-rendered='full']", timeout=600_000)
         fit = page.evaluate("liifApp.view.s")
-        # The cat's left eye, near input pixel (y 95, x 265), under the mouse.
-        cy, cx = page.evaluate("[(95 * liifApp.view.s - liifApp.view.top), (265 * liifApp.view.s - liifApp.view.left)]")
+        # The cat's left eye (on the left of the picture), near input pixel (y 116, x 178), under the mouse.
+        cy, cx = page.evaluate(
+            "[(116 * liifApp.view.s - liifApp.view.top), (178 * liifApp.view.s - liifApp.view.left)]"
+        )
         box = page.locator("#view").bounding_box()
         page.mouse.move(box["x"] + cx, box["y"] + cy)
         page.mouse.wheel(0, -math.log(12 / fit) / 0.002)
