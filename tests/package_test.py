@@ -27,11 +27,12 @@ import liif_jax
 from conftest import REPO
 
 # What the wheel carries besides the package's modules: the configs' split files, the shipped
-# model and its provenance, and the GPU target descriptions (package data, inside liif_jax/).
+# model and its provenance, the GPU target descriptions and the app's page (package data, inside liif_jax/).
 DATA = {
     "liif_jax/configs": ["splits/*.json"],
     "liif_jax/pretrained": ["*.md", "*.json", "*.jsonl", "edsr-baseline-liif/**/*"],
     "liif_jax/aot": ["gpu_targets/*"],
+    "liif_jax/app": ["static/*"],
 }
 DIST_INFO = {"METADATA", "WHEEL", "RECORD", "entry_points.txt", "top_level.txt", "licenses/LICENSE"}
 SCRIPTS = {
@@ -39,6 +40,7 @@ SCRIPTS = {
     "liif-evaluate": "liif_jax.evaluate:main",
     "liif-demo": "liif_jax.demo:main",
     "liif-convert": "liif_jax.convert:main",
+    "liif-app": "liif_jax.app.__main__:main",
 }
 NOT_SOURCE = shutil.ignore_patterns(
     ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "runs", "workdirs", "tmp", ".whl"
