@@ -64,7 +64,13 @@ def test_a_4k_to_8k_render_fits_an_h100(h100):
     model = build_model(div2k_model_config().model.to_dict())
     out_hw = (4320, 7680)
     programs = aot.render_programs(
-        model, (2160, 3840), out_hw, h100[0], precision="tensorfloat32", memory_bytes=aot.target("h100").memory_bytes
+        model,
+        (2160, 3840),
+        out_hw,
+        h100[0],
+        precision="tensorfloat32",
+        memory_bytes=aot.target("h100").memory_bytes,
+        decoder="pallas",  # the kernel is opt-in (XLA's decoder is every device's default)
     )
     for name, (low, runs) in programs.items():
         flops = estimate.fused_kernel_flops(model, out_hw) / runs if name == "query_block" else 0.0
@@ -134,3 +140,21 @@ def test_aot_compare_sets_estimates_beside_a_benchmarks_measurements(tmp_path):
     assert result["rows"][1]["programs"]["query_block"]["runs"] >= 1
     md = (tmp_path / "aot_compare_h100.md").read_text()
     assert "| train_edsr_baseline | float32 |" in md and "estimated, not measured" in md
+
+
+@pytest.mark.parametrize("target", ["t4", "rtx4090"])
+def test_a_t4_and_an_sm89_gpu_get_a_decoder_that_compiles(target):
+    """What demo and evaluate do on these GPUs: the default decoder (XLA's), tiles by memory, and the
+    render's programs compile; the kernel is refused on the T4 (compute capability 7.5) in one line."""
+    from liif_jax.render import render
+
+    device = aot.devices(target)[0]
+    model = build_model(div2k_model_config().model.to_dict())
+    assert render.resolve_decoder(model, None, device) == "xla"
+    programs = aot.render_programs(model, (96, 128), (384, 512), device, precision="tensorfloat32")
+    for low, _runs in programs.values():
+        assert aot.fits(low.compile(), target)
+    if target == "t4":
+        with pytest.raises(ValueError, match=r"compute capability >= 8.0 \(Triton\), this GPU has 7.5") as info:
+            render.resolve_decoder(model, "pallas", device)
+        assert "\n" not in str(info.value)
