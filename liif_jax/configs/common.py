@@ -99,6 +99,9 @@ def base_config(
     c.checkpoint_every_steps = config_dict.placeholder(int)
     c.keep_checkpoints = 3
     c.seed = 0
+    # A model to start from (`pretrained:NAME`, a workdir, a checkpoint, an official or LTE .pth):
+    # its params with a new optimizer, as `--init`; '' for a random initialisation.
+    c.init = ""
     c.num_workers = 8  # grain worker processes for the host-side pipeline (0 = in-process)
     c.compute_dtype = "float32"  # or "bfloat16": bf16 compute, float32 params and optimizer
     # After training: LIIF vs bicubic on `dataset` at `scales` (none: skipped) under `protocol`.

@@ -193,6 +193,37 @@ def check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> N
             )
 
 
+def spec_difference(config_spec: Any, init_spec: Any, where: str = "model") -> str | None:
+    """The first field where two model specs differ (`model.args.x: config 32, init 64`), or None."""
+    if isinstance(config_spec, dict) and isinstance(init_spec, dict):
+        for key in sorted(set(config_spec) | set(init_spec)):
+            if key not in init_spec or key not in config_spec:
+                side = "the init model" if key not in init_spec else "the config"
+                return f"{where}.{key} is missing from {side}"
+            found = spec_difference(config_spec[key], init_spec[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if config_spec != init_spec:
+        return f"{where}: config {json.dumps(config_spec)}, init {json.dumps(init_spec)}"
+    return None
+
+
+def init_params(config: ml_collections.ConfigDict) -> Any | None:
+    """The params that a new run starts from: those of the model `config.init` names (a
+    `pretrained:NAME`, a workdir, a checkpoint or an official/LTE .pth), refused when its model
+    is not the config's; None without `init` (random initialisation)."""
+    source = config.get("init")
+    if not source:
+        return None
+    model, params = checkpoints.load_model(source)
+    as_json = lambda spec: json.loads(json.dumps(spec))  # tuples as lists
+    difference = spec_difference(as_json(config.model.to_dict()), as_json(model.spec))
+    if difference:
+        raise TrainingError(f"--init {source} is another model than the config's: {difference}")
+    return params
+
+
 def stop_point(step: int, stop: StopRequest) -> bool:
     """True at the step at which the run stops on a signal and saves a checkpoint. One process:
     the first step that ends after SIGTERM or SIGINT (`stop`). Several: JAX's preemption service
@@ -237,6 +268,8 @@ def _train_and_evaluate(
     say = print if jax.process_index() == 0 else lambda *args, **kwargs: None  # one progress log
     check_config(config)
     check_workdir(workdir, config)
+    resuming = any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*"))
+    initial = None if resuming else init_params(config)  # refused before anything is written
     model = build_model(config.model.to_dict(), compute_dtype(config.compute_dtype))
     mesh = make_mesh()
     batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
@@ -250,12 +283,14 @@ def _train_and_evaluate(
         val_ds = None if val_cfg is None else inputs.val_dataset(config, val_rows, cache_root)
         for folder in inputs.cache_dirs(config, cache_root):
             say(inputs.describe_cache(folder), flush=True)
-        return _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say)
+        return _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say, initial)
     finally:
         it.close()  # stops the grain workers, however the run ends
 
 
-def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say) -> dict[str, float]:
+def _train_loop(
+    config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say, initial
+) -> dict[str, float]:
     num_steps = config.num_steps or config.optimizer.epochs * steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
     eval_every = config.eval_every_steps or steps_per_epoch
@@ -274,7 +309,12 @@ def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds,
         meta = checkpoints.make_meta(config.model.to_dict(), config=config.to_dict())
         start = mngr.latest_step()
         if start is None:
-            state = init(jax.random.key(config.seed))
+            if initial is None:
+                state = init(jax.random.key(config.seed))
+            else:  # the init model's params with a new optimizer
+                create = lambda p: TrainState.create(model, tx, p)
+                state = jax.jit(create, out_shardings=steps.replicated)(jax.device_put(initial, steps.replicated))
+                say(f"starting from {config.init} with a new optimizer", flush=True)
             start = 0
         else:
             stop.where = f"before resuming; the last checkpoint is still {workdir / 'checkpoints' / str(start)}"
