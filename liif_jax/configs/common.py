@@ -84,6 +84,8 @@ def base_config(
     c.model = model
     c.data = ml_collections.ConfigDict()
     c.data.train = {"dataset": train_dataset, "wrapper": train_wrapper or downsampled(), "batch_size": batch_size}
+    # Real-world degradations of the training inputs (liif_jax.data.degradations); {} = bicubic only.
+    c.data.train.degradation = {}
     if val_dataset is not None:
         c.data.val = {
             "dataset": val_dataset,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import grain
 import numpy as np
 
+from liif_jax.data.degradations import Degrade
 from liif_jax.data.imaging import ImageError, downsample, normalize, resize_bicubic, to_float01
 from liif_jax.data.sources import Element
 from liif_jax.models.coords import coord_seq, make_cell, make_coord
@@ -66,6 +67,8 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
     crop (round(inp_size * scale_max)) is rejected whatever s was drawn, so the error is found the
     first time the image is used rather than at a rare large s. Defaults are the official ones
     (whole image, scale_max = scale_min, no flips, every pixel), as for every wrapper here.
+    `degrade` (`liif_jax.data.degradations`, the config's `data.train.degradation`) makes the
+    input of a crop from its HR crop instead of the bicubic resize, with the same generator.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
         scale_max: float | None = None,
         augment: bool = False,
         sample_q: int | None = None,
+        degrade: Degrade | None = None,
     ):
         scale_max = scale_min if scale_max is None else scale_max
         if not 0 < scale_min <= scale_max:
@@ -85,7 +89,7 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
                 f"HR crop (inp_size={inp_size}, scale_min={scale_min})"
             )
         self.inp_size, self.scale_min, self.scale_max = inp_size, scale_min, scale_max
-        self.augment, self.sample_q = augment, sample_q
+        self.augment, self.sample_q, self.degrade = augment, sample_q, degrade
 
     def random_map(self, img: np.ndarray, rng: np.random.Generator) -> Batch:
         s = rng.uniform(self.scale_min, self.scale_max)
@@ -107,7 +111,8 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
         x0 = rng.integers(0, h - w_hr, endpoint=True)
         y0 = rng.integers(0, w - w_hr, endpoint=True)
         hr = img[x0 : x0 + w_hr, y0 : y0 + w_hr]
-        return resize_bicubic(hr, (self.inp_size, self.inp_size)), hr
+        size = (self.inp_size, self.inp_size)
+        return (resize_bicubic(hr, size) if self.degrade is None else self.degrade(hr, size, rng)), hr
 
 
 class PairedRandomCrop(grain.transforms.RandomMap):
