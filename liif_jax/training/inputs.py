@@ -42,6 +42,8 @@ def val_dataset(
     repeat = args.pop("repeat", 1)  # the validation set repeats its crops itself (same batches each pass)
     source = datasets.make_source({**spec, "args": args}, "data.val.dataset")
     wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.val.wrapper")
+    if hasattr(wrapper, "bicubic_reference"):  # validation reports bicubic on the same crops
+        wrapper.bicubic_reference = True
     return pipeline.make_val_dataset(
         source, cfg.batch_size, config.seed, wrapper, first_k=None, repeat=repeat, rows=rows
     )

@@ -87,14 +87,20 @@ def train_step(model: Model, tx: optax.GradientTransformation, state: TrainState
     return TrainState(state.step + 1, params, opt_state, compute), loss
 
 
-def batch_psnr(model: Model, params, batch: Batch) -> tuple[jax.Array, jax.Array]:
+def batch_psnr(model: Model, params, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The official validation metric on one batch: PSNR of clamped [0, 1] RGB over all queries
-    of the examples with `weight` 1 (padding has 0), and their number."""
-    pred = jnp.clip(model.apply(params, batch["inp"], batch["coord"], batch["cell"]) * 0.5 + 0.5, 0, 1)
+    of the examples with `weight` 1 (padding has 0), their number, and the PSNR of the batch's
+    `bicubic` upsampling at the same queries (NaN without one)."""
     gt = batch["gt"] * 0.5 + 0.5
-    mse = jnp.mean((pred - gt) ** 2, axis=(1, 2))  # every example has as many queries
     count = jnp.sum(batch["weight"])
-    return -10 * jnp.log10(jnp.sum(batch["weight"] * mse) / count), count
+
+    def psnr(pred: jax.Array) -> jax.Array:
+        mse = jnp.mean((jnp.clip(pred, 0, 1) - gt) ** 2, axis=(1, 2))  # every example has as many queries
+        return -10 * jnp.log10(jnp.sum(batch["weight"] * mse) / count)
+
+    ours = psnr(model.apply(params, batch["inp"], batch["coord"], batch["cell"]) * 0.5 + 0.5)
+    bicubic = psnr(batch["bicubic"] * 0.5 + 0.5) if "bicubic" in batch else jnp.float32(jnp.nan)
+    return ours, count, bicubic
 
 
 MODEL_KEYS = ("inp", "coord", "cell", "gt")
@@ -237,18 +243,21 @@ def stop_point(step: int, stop: StopRequest) -> bool:
         return False
 
 
-def evaluate_val(steps: Steps, params, val_ds, stop: StopRequest | None = None) -> float | None:
-    """Mean PSNR over the validation batches, weighted by batch size as the official Averager;
-    the padding of the last batch (weight 0) is left out, so the value is the same on any layout.
-    None when a one-process run is asked to stop (`stop`) before the end: it stops without waiting."""
-    total, n = 0.0, 0.0
+def evaluate_val(steps: Steps, params, val_ds, stop: StopRequest | None = None) -> tuple[float, float] | None:
+    """(model, bicubic) mean PSNR over the validation batches, weighted by batch size as the official
+    Averager; the padding of the last batch (weight 0) is left out, so the value is the same on any
+    layout. Bicubic is NaN when the batches have no `bicubic`. None when a one-process run is asked
+    to stop (`stop`) before the end: it stops without waiting."""
+    total, bicubic_total, n = 0.0, 0.0, 0.0
     for batch in val_ds:
         if stop is not None and stop.requested and jax.process_count() == 1:
             return None
-        psnr, count = jax.device_get(steps.eval_psnr(params, to_global(batch, steps.batch, VAL_KEYS)))
+        keys = VAL_KEYS + (("bicubic",) if "bicubic" in batch else ())
+        psnr, count, bicubic = jax.device_get(steps.eval_psnr(params, to_global(batch, steps.batch, keys)))
         total += float(psnr) * float(count)
+        bicubic_total += float(bicubic) * float(count)
         n += float(count)
-    return total / max(n, 1.0)
+    return total / max(n, 1.0), bicubic_total / max(n, 1.0)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
@@ -397,14 +406,16 @@ def _train_loop(
                 t_last, step_last = now, step
             losses = []
             if eval_now:
-                val = evaluate_val(steps, state.params, val_ds, stop)
-                if val is None:  # a signal came during validation: stop now, without its value
+                measured = evaluate_val(steps, state.params, val_ds, stop)
+                if measured is None:  # a signal came during validation: stop now, without its value
                     stopping = True
                 else:
+                    val, bicubic = measured
                     last_val = last["val_psnr"] = val
                     writer.write(step, val_psnr=val)
                     writer.plot_curves()
-                    say(f"step {step}/{num_steps}  val_psnr {val:.2f} dB", flush=True)
+                    versus = "" if np.isnan(bicubic) else f" (bicubic {bicubic:.2f} dB on the same crops)"
+                    say(f"step {step}/{num_steps}  val_psnr {val:.2f} dB{versus}", flush=True)
             if ckpt_now or stopping:
                 checkpointing.save(
                     mngr,
