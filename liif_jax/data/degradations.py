@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage, special
+from scipy import signal, special
 
 from liif_jax.data.imaging import resize_bicubic
 
@@ -92,9 +92,13 @@ def sinc_kernel(size: int, cutoff: float) -> np.ndarray:
 
 
 def filter2d(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Correlation of a float (H, W, C) image with a 2-D kernel, edges mirrored without repeating the
-    edge pixel (OpenCV's default BORDER_REFLECT_101, as Real-ESRGAN's filter2D)."""
-    return ndimage.correlate(img, kernel[:, :, None], mode="mirror")
+    """Correlation of a float (H, W, C) image with an odd square kernel, edges mirrored without
+    repeating the edge pixel (OpenCV's default BORDER_REFLECT_101, as Real-ESRGAN's filter2D); by
+    FFT, since kernels reach 21 x 21."""
+    r = kernel.shape[0] // 2
+    padded = np.pad(img, ((r, r), (r, r), (0, 0)), mode="reflect")
+    flipped = kernel[::-1, ::-1, None].astype(np.float32)
+    return signal.fftconvolve(padded, flipped, mode="valid", axes=(0, 1)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
