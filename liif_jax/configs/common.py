@@ -108,6 +108,8 @@ def base_config(
     c.compute_dtype = "float32"  # or "bfloat16": bf16 compute, float32 params and optimizer
     # After training: LIIF vs bicubic on `dataset` at `scales` (none: skipped) under `protocol`.
     c.final_eval = {"dataset": {}, "scales": (), "protocol": "div2k"}
+    # A run trained with degradations is also evaluated on inputs degraded so (`--degrade`; '' = jpeg:40).
+    c.final_eval.degrade = ""
     return c
 
 

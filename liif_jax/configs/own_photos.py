@@ -90,6 +90,7 @@ def recipe(folder: str | os.PathLike, machine: str, num_workers: int) -> ml_coll
     c.data.train.degradation = r["degradation"]
     c.final_eval.dataset = photos("val")
     c.final_eval.scales = (2, 3, 4, 6, 12)
+    c.final_eval.degrade = "jpeg:40"
     c.final_eval.compare_with = f"{pretrained.PREFIX}{SHIPPED}" if SHIPPED in pretrained.names() else ""
     if r["center_crop"]:
         c.final_eval.center_crop = r["center_crop"]
