@@ -324,9 +324,16 @@ def test_init_refuses_another_model_naming_the_difference_before_writing(tmp_pat
         trainer.train_and_evaluate(c, tmp_path / "run")
     assert str(err.value) == (
         "--init pretrained:edsr-baseline-liif is another model than the config's: "
-        "model.args.encoder_spec.args.n_feats is missing from the init model"
+        "model.args.imnet_spec.args.hidden_list: config [16], init [256, 256, 256, 256]"
     )
     assert not (tmp_path / "run").exists()
+    explicit = liif_spec("edsr-baseline", {"n_resblocks": 16, "n_feats": 64})  # the shipped model's defaults, set
+    c = tiny_config(init="pretrained:edsr-baseline-liif")
+    c.model = explicit
+    assert trainer.init_params(c) is not None
+    c.model = liif_spec("edsr-baseline", {"n_feats": 32})  # a field the init model leaves at its default (64)
+    with pytest.raises(trainer.TrainingError, match=r"encoder_spec.args.n_feats: config 32, init its default$"):
+        trainer.init_params(c)
     bigger = liif_spec("edsr-baseline", hidden_list=(256, 256, 256, 128))
     assert (
         trainer.spec_difference(json.loads(json.dumps(bigger)), json.loads(json.dumps(liif_spec("edsr-baseline"))))

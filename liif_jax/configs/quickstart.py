@@ -20,7 +20,7 @@ def get_config():
     val = {"name": "samples", "args": {"split": "val"}}
     val_crops = {"name": "samples", "args": {"split": "val", "repeat": 16}}  # 2 photos x 16 random crops
     c = base_config(
-        liif_spec("edsr-baseline"),  # the shipped model's architecture
+        liif_spec("edsr-baseline", {"n_resblocks": 16, "n_feats": 64}),  # the shipped model's architecture
         train,
         val_crops,
         train_wrapper=downsampled(inp_size=32, sample_q=1024),

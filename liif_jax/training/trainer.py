@@ -199,14 +199,18 @@ def check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> N
             )
 
 
-def spec_difference(config_spec: Any, init_spec: Any, where: str = "model") -> str | None:
-    """The first field where two model specs differ (`model.args.x: config 32, init 64`), or None."""
+def spec_difference(config_spec: Any, init_spec: Any, where: str = "model", both: bool = False) -> str | None:
+    """The first field where two model specs differ (`model.args.x: config 32, init 64`), or None;
+    with `both`, only among the fields that both specs set."""
     if isinstance(config_spec, dict) and isinstance(init_spec, dict):
         for key in sorted(set(config_spec) | set(init_spec)):
             if key not in init_spec or key not in config_spec:
-                side = "the init model" if key not in init_spec else "the config"
-                return f"{where}.{key} is missing from {side}"
-            found = spec_difference(config_spec[key], init_spec[key], f"{where}.{key}")
+                if both:
+                    continue
+                value, side = (config_spec[key], "config") if key in config_spec else (init_spec[key], "init")
+                other = "init" if side == "config" else "config"
+                return f"{where}.{key}: {side} {json.dumps(value)}, {other} its default"
+            found = spec_difference(config_spec[key], init_spec[key], f"{where}.{key}", both)
             if found:
                 return found
         return None
@@ -224,7 +228,14 @@ def init_params(config: ml_collections.ConfigDict) -> Any | None:
         return None
     model, params = checkpoints.load_model(source)
     as_json = lambda spec: json.loads(json.dumps(spec))  # tuples as lists
-    difference = spec_difference(as_json(config.model.to_dict()), as_json(model.spec))
+    ours, theirs = as_json(config.model.to_dict()), as_json(model.spec)
+    # A field that one spec leaves at its default may match: the parameter shapes decide.
+    difference = spec_difference(ours, theirs, both=True)
+    if difference is None:
+        shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
+        expected = shapes(jax.eval_shape(build_model(ours).init, jax.random.key(0)))
+        if expected != shapes(params):
+            difference = spec_difference(ours, theirs) or "the parameter shapes differ"
     if difference:
         raise TrainingError(f"--init {source} is another model than the config's: {difference}")
     return params
