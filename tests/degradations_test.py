@@ -109,6 +109,8 @@ def test_second_order_degradation_is_a_function_of_its_generator_and_ends_at_the
     assert np.array_equal(dg.SecondOrder(clean_prob=1.0)(hr, (40, 37), np.random.default_rng(0)), bicubic)
     assert np.abs(outs[0].astype(float) - bicubic).mean() > 1  # degraded: not the bicubic input
     assert np.array_equal(dg.Jpeg(60)(hr, (40, 37), None), np.round(dg.jpeg(bicubic / np.float32(255), 60) * 255))
+    drawn = [dg.Jpeg((30, 95), clean_prob=0.5)(hr, (40, 37), np.random.default_rng(s)) for s in range(8)]
+    assert sum(np.array_equal(x, bicubic) for x in drawn) in range(1, 8)  # some inputs clean, some not
 
 
 def test_named_degradations_and_config_specs():

@@ -29,11 +29,11 @@ RECIPES = {
     "cpu": {
         "model": liif_spec("edsr-baseline"),
         "init": f"{pretrained.PREFIX}{SHIPPED}",
-        "degradation": {"name": "realesrgan", "args": {"clean_prob": 0.3}},
+        "degradation": {"name": "jpeg", "args": {"quality": (30, 95), "clean_prob": 0.3}},
         "inp_size": 32,
         "sample_q": 1024,
         "batch_size": 4,
-        "lr": 5e-5,
+        "lr": 3e-5,
         "epoch_steps": 100,
         "epochs": 6,
         "log_every_steps": 20,

@@ -263,14 +263,18 @@ class SecondOrder:
 
 @dataclasses.dataclass(frozen=True)
 class Jpeg:
-    """The bicubic LR saved as JPEG at `quality`: the commonest degradation of real photographs."""
+    """The bicubic LR saved as JPEG: the commonest degradation of real photographs. `quality` is one
+    quality or (low, high), drawn per input; `clean_prob` is the share of inputs left as they are."""
 
-    quality: int
+    quality: int | Sequence[int]
+    clean_prob: float = 0.0
 
     def __call__(self, hr: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-        del rng
-        lr = resize_bicubic(np.ascontiguousarray(hr), size).astype(np.float32) / 255
-        return np.clip(np.round(jpeg(lr, self.quality) * 255), 0, 255).astype(np.uint8)
+        lr = resize_bicubic(np.ascontiguousarray(hr), size)
+        if self.clean_prob and rng.random() < self.clean_prob:
+            return lr
+        quality = self.quality if isinstance(self.quality, int) else rng.integers(*self.quality, endpoint=True)
+        return np.clip(np.round(jpeg(lr.astype(np.float32) / 255, int(quality)) * 255), 0, 255).astype(np.uint8)
 
 
 DEGRADATIONS: dict[str, Callable[..., Degrade]] = {"realesrgan": SecondOrder, "jpeg": Jpeg}
