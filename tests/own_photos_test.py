@@ -57,7 +57,7 @@ def test_every_photograph_under_the_folder_and_a_spread_held_out_few(folder, tmp
 def test_recipe_counts_epochs_validation_and_logging_in_steps(folder, tmp_path):
     cpu = own_photos_config.recipe(folder, "cpu", num_workers=0)
     assert cpu.num_steps is None and cpu.log_every_steps == 20 and cpu.eval_every_steps == 200
-    assert cpu.init == "pretrained:edsr-baseline-liif" and cpu.data.train.degradation.name == "realesrgan"
+    assert cpu.init == "pretrained:edsr-baseline-liif" and cpu.data.train.degradation.name == "jpeg"
     train = datasets.make_source(datasets.with_cache_dir(cpu.data.train.dataset.to_dict(), tmp_path / "cache"))
     val = datasets.make_source(datasets.with_cache_dir(cpu.data.val.dataset.to_dict(), tmp_path / "cache"))
     steps_per_epoch = pipeline.steps_per_epoch(len(train), cpu.data.train.batch_size)

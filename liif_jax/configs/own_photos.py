@@ -3,10 +3,12 @@ which is `--config own_photos:FOLDER`, so `--config.KEY=VALUE` overrides apply t
 
 The recipe is the official one (random scale x1-x4, L1 loss, Adam, lr halved late), sized for the
 machine (`recipe`): on a CPU it fine-tunes the shipped model (`--init`, a new optimizer, a low
-learning rate, 32 px inputs in batches of 4) for about ten minutes, with Real-ESRGAN's
-degradations on 70% of the inputs (`liif_jax.data.degradations`), so that it is above bicubic from
-its first validation and learns the JPEG, noise and blur of real photographs; on a GPU or TPU the
-paper's EDSR-baseline-LIIF from scratch with the schedule that made the shipped model. Epochs, validation crops and logging are counted in steps, not in passes over a
+learning rate, 32 px inputs in batches of 4) for about ten minutes, 70% of its inputs saved as JPEG
+of quality 30-95 (`liif_jax.data.degradations`), so that it is above bicubic from its first
+validation and learns the commonest degradation of real photographs; Real-ESRGAN's full second
+order is too far from clean inputs for so short a run (experiments/results/degradations_cpu.md). On
+a GPU or TPU: the paper's EDSR-baseline-LIIF from scratch with the schedule that made the shipped
+model. Epochs, validation crops and logging are counted in steps, not in passes over a
 folder of a few photographs. The photographs and the held-out split: `liif_jax.data.own_photos`.
 """
 
