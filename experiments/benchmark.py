@@ -9,7 +9,8 @@ Times, for each compute dtype:
 * training, EDSR-baseline-LIIF, RDN-LIIF, EDSR-baseline-LTE and SwinIR-LTE: the jitted step on one
   pre-made device batch (model only), the grain pipeline alone (samples/s), and the two together
   (end to end: the real grain pipeline with `num_workers` worker processes over synthetic DIV2K-size
-  uint8 images held in memory, batch 16, 48 px inputs, 2304 queries), after warm-up (LTE trains
+  uint8 images held in memory, batch 16, 48 px inputs, 2304 queries), after warm-up, and the samples
+  per second of one worker with bicubic and with Real-ESRGAN-degraded inputs (LTE trains
   SwinIR-LTE with batch 32: `--batch 32 --cases train_swinir_lte` times that);
 * rendering with `render.upscale` (`--tile` input pixels per tile, [0, 1] clamped on the device):
   x4 339x510 -> 1356x2040 (EDSR-baseline and RDN LIIF, EDSR-baseline and SwinIR LTE; SwinIR is
@@ -59,7 +60,7 @@ import numpy as np
 from absl import app, flags
 
 from liif_jax.configs.common import base_config, liif_spec, lte_spec
-from liif_jax.data import pipeline, sources, wrappers
+from liif_jax.data import degradations, pipeline, sources, wrappers
 from liif_jax.evaluation.report import device_slug
 from liif_jax.models import LIIF, build_model
 from liif_jax.render import render
@@ -373,7 +374,24 @@ class Pipeline:
             "first_batch_s": first,
             "batches_per_s": s.steps / secs,
             "samples_per_s": s.steps * s.batch / secs,
+            "per_worker_samples_per_s": self._per_worker(),
         }
+
+    def _per_worker(self) -> Result:
+        """Samples per second that one worker makes, with bicubic inputs and with Real-ESRGAN's
+        degradations (`data.train.degradation`): a GPU's step rate times its batch, divided by this,
+        is the number of workers it needs."""
+        s = self.sizes
+        degraded = wrappers.RandomScaleDownsample(
+            s.inp_size, 1.0, 4.0, augment=True, sample_q=s.sample_q, degrade=degradations.SecondOrder()
+        )
+        n = max(16, s.steps * s.batch)
+        out = {}
+        for name, transform in (("bicubic", self.transform), ("realesrgan", degraded)):
+            rng = np.random.default_rng(0)
+            secs = seconds(lambda t=transform: [t.random_map(self.source[i], rng) for i in range(n)])
+            out[name] = n / secs
+        return out
 
     def close(self) -> None:
         if self._it is not None:
@@ -754,7 +772,13 @@ def details(report: Result) -> list[str]:
                 lines.append(f"| {case} | {dtype} | failed: {r['error']} | | | | | | |")
                 continue
             p = r.get("pipeline")
-            pipe = f"{p['samples_per_s']:.0f} samples/s, {workers(p['num_workers'])}" if p else "-"
+            pipe = "-"
+            if p:
+                one = p["per_worker_samples_per_s"]
+                pipe = (
+                    f"{p['samples_per_s']:.0f} samples/s, {workers(p['num_workers'])}; one worker: "
+                    f"{one['bicubic']:.0f} bicubic, {one['realesrgan']:.0f} Real-ESRGAN-degraded"
+                )
             gb = lambda key: f"{r[key] / 1e9:.2f} GB" if r.get(key) else "n/a"
             lines.append(
                 f"| {case} | {dtype} | {r['compile_s']:.1f} | {r['first_call_s']:.1f} | "

@@ -10,7 +10,8 @@ plain`). `--tfds NAME` reads a prepared TFDS set (ArrayRecord, no TensorFlow) in
 `--config configs/test/test-div2k-4.yaml` takes the data, scale and protocol from an official test
 config, as `python test.py --config` does. Models of LTE's code (LTE, SwinIR encoders) are
 evaluated as LTE's test.py does: the cell clamped above x4 (`--scale-max`), and with `--window 8`
-the input padded as its SwinIR evaluation pads it.
+the input padded as its SwinIR evaluation pads it. `--degrade jpeg:60` or `--degrade realesrgan:SEED`
+degrades the LR inputs as real photographs are (`liif_jax.data.degradations`); the table names it.
 
 The evaluation itself is `liif_jax.evaluation.evaluator`; this module is its command line.
 """
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from liif_jax import cli_checks
-from liif_jax.data import imaging, sources
+from liif_jax.data import degradations, imaging, sources
 from liif_jax.evaluation import metrics, report
 from liif_jax.evaluation.evaluator import CenterCropped, check_scales, evaluate, model_label, parse_scales
 from liif_jax.evaluation.official_test import OfficialTest, read_official_test_config
@@ -146,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="validation", help="TFDS split (default: validation)")
     parser.add_argument("--tfds-lr-key", help="TFDS feature with given LR images (e.g. lr); default: make LR from hr")
     parser.add_argument(
+        "--degrade",
+        metavar="RECIPE",
+        help="degrade each LR input made from an HR image, as real photographs are: jpeg:QUALITY (e.g. jpeg:60) or "
+        "realesrgan:SEED (Real-ESRGAN's second-order blur, resize, noise and JPEG, drawn from SEED); bicubic and the "
+        "model see the same inputs",
+    )
+    parser.add_argument(
         "--max-pixels",
         type=int,
         default=imaging.DEFAULT_MAX_PIXELS,
@@ -201,6 +209,8 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> tuple[str, li
         raise ValueError(f"--window must be 0 (no padding) or positive (8 for SwinIR), got {args.window}")
     if args.window and any(s != int(s) for s in scales):
         raise ValueError(f"--window needs integer scales, as LTE's test.py, got {','.join(f'{s:g}' for s in scales)}")
+    if args.degrade is not None:
+        degradations.named(args.degrade)  # a bad recipe: one line, before the model is loaded
     if args.scale_max is not None and not (math.isfinite(args.scale_max) and args.scale_max >= 0):
         raise ValueError(f"--scale-max must be a number >= 0 (0: no cell clamp), got {args.scale_max}")
     cli_checks.check_image_headers(source)
@@ -208,7 +218,7 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> tuple[str, li
     resolve_decoder(model, args.decoder)
     scale_max = scale_max_for(model, args.scale_max)
     clamp = f", cell clamped above x{scale_max:g}" if scale_max else ""
-    label = model_label(args.model, model)
+    label = model_label(args.model, model) + (f" on {args.degrade} inputs" if args.degrade else "")
     print(
         f"evaluating {label} on {len(source)} images at scale(s) {','.join(f'{s:g}' for s in scales)} under protocol "
         f"{protocol!r}{clamp}{f', window {args.window}' if args.window else ''}",
@@ -231,6 +241,7 @@ def run(args: argparse.Namespace, sink: JsonSink | None = None) -> tuple[str, li
         window=args.window,
         scale_max=scale_max,
         model_name=label,
+        degrade=args.degrade,
     )
     if own_sink and sink.error is not None:
         raise sink.error

@@ -5,6 +5,7 @@
 official training YAML (`configs/train-div2k/train_edsr-baseline-liif.yaml`); `--config.KEY=VALUE`
 sets any field of it (`liif_jax.configs.load` and `apply_overrides`). `--photos FOLDER` trains on
 one's own photographs with the recipe for this machine (`liif_jax/configs/own_photos.py`).
+`--init MODEL` starts from another model's params (fine-tuning) with a new optimizer.
 Started again on the same DIR, it resumes from the last checkpoint, data iterator included.
 
 SIGTERM or Ctrl-C stops the run at the end of the current step with a checkpoint there, in one
@@ -54,6 +55,12 @@ _PHOTOS = flags.DEFINE_string(
     None,
     "train on the photographs under this folder (and its sub-folders) with the recipe for this "
     "machine, holding a few out for validation (liif_jax/configs/own_photos.py); instead of --config",
+)
+_INIT = flags.DEFINE_string(
+    "init",
+    None,
+    "start from this model's params with a new optimizer (fine-tuning): pretrained:NAME, a workdir, a "
+    "checkpoint, or an official or LTE .pth; its model must be the config's (config.init)",
 )
 _CONFIG = flags.DEFINE_string(
     "config",
@@ -189,6 +196,8 @@ def build_config(argv: list[str]) -> ml_collections.ConfigDict:
     else:
         config = configs.load(_CONFIG.value)
     configs.apply_overrides(config, config_overrides(argv[1:]))
+    if _INIT.value is not None:
+        config.init = _INIT.value
     return config
 
 

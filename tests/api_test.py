@@ -153,6 +153,7 @@ def test_train_runs_a_tiny_quickstart_and_returns_its_metrics(tmp_path):
         "model.args.encoder_spec.args.n_resblocks": 1,
         "model.args.encoder_spec.args.n_feats": 8,
         "model.args.imnet_spec.args.hidden_list": [16],  # a list for a tuple field: made a tuple
+        "init": "",  # random weights, not the quick start's shipped model
         "data.train.batch_size": 8,
         "data.val.batch_size": 8,
         "data.train.wrapper.args.inp_size": 16,

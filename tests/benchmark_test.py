@@ -88,6 +88,7 @@ def check_cases(cases: dict) -> None:
         if name.startswith("train"):
             assert all(positive(r[m]["ms_per_step"]) for m in ("model_only", "end_to_end")), name
             assert positive(r["pipeline"]["samples_per_s"]) and r["pipeline"]["num_workers"] == 1
+            assert all(positive(v) for v in r["pipeline"]["per_worker_samples_per_s"].values())
         else:
             assert positive(r["ms"]) and r["repeats"] == 2, name
     assert cases["train_swinir_lte"]["model"] == "SwinIR-LTE"

@@ -10,7 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from liif_jax.data import pipeline, sources, wrappers
+from liif_jax.data import datasets, pipeline, sources, wrappers
 from liif_jax.data.imaging import ImageError, denormalize, resize_bicubic
 from liif_jax.models.coords import make_cell, make_coord
 
@@ -475,6 +475,35 @@ def test_tfds_source():
         sources.TfdsSource("tiny_div2k_like", tfds_dir, "test")
     with pytest.raises(ImageError, match="no feature"):
         sources.TfdsSource("tiny_div2k_like", tfds_dir, "train", lr_key="lr_x3")
+
+
+def test_tfds_repeat_and_first_k_give_the_batches_of_the_same_images_as_a_folder(tmp_path):
+    """`repeat` and `first_k` mean on a TFDS set what they mean on a folder (one code path): the
+    same epoch length, steps per epoch and batches as the set's images written to a folder in
+    record order."""
+    tfds_train = sources.TfdsSource("tiny_div2k_like", TFDS_DIR, "train", repeat=20)
+    (tmp_path / "hr").mkdir()
+    for k in range(tfds_train.size):
+        Image.fromarray(tfds_train[k]).save(tmp_path / "hr" / f"{k:04d}.png")
+    folder = sources.ImageFolder(tmp_path / "hr", repeat=20)
+    assert len(tfds_train) == len(folder) == 60
+    assert pipeline.steps_per_epoch(len(tfds_train), 16) == pipeline.steps_per_epoch(len(folder), 16) == 4
+    wrapper = wrappers.RandomScaleDownsample(16, 1, 4, augment=True, sample_q=64)
+    from_tfds, from_folder = (pipeline.make_train_dataset(s, wrapper, 4, 7, 0, 1) for s in (tfds_train, folder))
+    for a, b in itertools.islice(zip(from_tfds, from_folder), 3):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+    val = datasets.make_source(
+        {
+            "name": "tfds",
+            "args": {"name": "tiny_div2k_like", "data_dir": TFDS_DIR, "split": "validation", "first_k": 1, "repeat": 3},
+        }
+    )
+    assert len(val) == 3 and val.describe(2) == "tiny_div2k_like[validation][0]"
+    np.testing.assert_array_equal(val[2], sources.TfdsSource("tiny_div2k_like", TFDS_DIR, "validation")[0])
+    with pytest.raises(ValueError, match="repeat and first_k must be >= 1"):
+        sources.TfdsSource("tiny_div2k_like", TFDS_DIR, "train", repeat=0)
 
 
 def test_sample_images_are_real_photographs_with_a_fixed_split():

@@ -1,6 +1,7 @@
 """Evaluation reproduces the official test path (LR making, cropping, prediction, PSNR) end to end."""
 
 import collections
+import io
 import json
 import os
 import pathlib
@@ -583,3 +584,38 @@ def test_protocol_defaults_to_div2k_and_a_missing_scale_is_named(tmp_path, capsy
     rc, _, err = run_cli(capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--protocol", "div2k")
     assert_clean_error(rc, err, "--scale is required")
     assert "--protocol" not in err
+
+
+def test_degraded_inputs_are_named_in_the_table_and_drawn_from_the_seed(tmp_path, capsys, tiny_ckpt):
+    """--degrade jpeg:Q: bicubic and the model see the bicubic LR saved as JPEG; realesrgan:SEED is
+    the same inputs for the same seed; a bad recipe is one line before the model is read."""
+    photo = sources.sample_images("val")[0]
+    hr = np.ascontiguousarray(photo[100:166, 150:216])
+    write_png(tmp_path / "hr" / "a.png", hr)
+    rc, out, err = run_cli(
+        capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "3", "--degrade", "jpeg:30",
+        "--json", tmp_path / "jpeg.json",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert "| scale | ckpt (EDSR-baseline 1x8, MLP 16x2) on jpeg:30 inputs PSNR (dB) |" in out
+    buffer = io.BytesIO()
+    Image.fromarray(resize_bicubic(hr, (22, 22))).save(buffer, format="JPEG", quality=30)
+    lr = np.asarray(Image.open(buffer))
+    expected = metrics.psnr(report.bicubic_upsample(lr, (66, 66)), to_float01(hr), "div2k", 3)
+    [image] = json.loads((tmp_path / "jpeg.json").read_text())["images"]
+    assert image["bicubic_psnr"] == pytest.approx(expected, abs=1e-4)
+
+    def realesrgan(seed: int) -> list[dict]:
+        path = tmp_path / f"r{seed}.json"
+        rc, _, err = run_cli(
+            capsys, "--model", tiny_ckpt, "--hr-dir", tmp_path / "hr", "--scale", "3",
+            "--degrade", f"realesrgan:{seed}", "--json", path,
+        )  # fmt: skip
+        assert rc == 0, err
+        return json.loads(path.read_text())["images"]
+
+    assert realesrgan(3) == realesrgan(3) != realesrgan(4)
+    rc, _, err = run_cli(
+        capsys, "--model", tmp_path / "none", "--hr-dir", tmp_path / "hr", "--scale", "3", "--degrade", "jpeg:200"
+    )
+    assert_clean_error(rc, err, "--degrade 'jpeg:200'", "1-95")

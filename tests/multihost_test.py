@@ -25,6 +25,7 @@ FLAGS = [
     "--config.model.args.encoder_spec.args.n_resblocks=1",
     "--config.model.args.encoder_spec.args.n_feats=8",
     "--config.model.args.imnet_spec.args.hidden_list=(16,)",
+    "--config.init=",
     "--config.data.train.batch_size=8",
     "--config.data.val.batch_size=8",
     "--config.data.train.wrapper.args.inp_size=16",

@@ -27,6 +27,7 @@ TINY_OVERRIDES = {
     "model.args.encoder_spec.args.n_resblocks": 1,
     "model.args.encoder_spec.args.n_feats": 8,
     "model.args.imnet_spec.args.hidden_list": [16],
+    "init": "",
     "data.train.wrapper.args.inp_size": 16,
     "data.train.wrapper.args.sample_q": 64,
     "data.train.batch_size": 4,
@@ -181,3 +182,24 @@ def test_notebook_trains_resumes_renders_and_evaluates(tmp_path, kernel_dir, mon
     assert not (other / "checkpoints").exists()
     assert not summary["trained"] and summary["step"] == 6
     check_renders(summary)
+
+
+def test_notebook_trains_on_a_tfds_data_set(tmp_path, kernel_dir, monkeypatch):
+    """DATA='tfds:NAME@DIR': the DIV2K config on a prepared TFDS set, with the official validation
+    (first 10 images x 160 crops) and the training set `repeat`ed as the config's folder."""
+    tfds_dir = REPO / "tests" / "data" / "tfds"
+    workdir = tmp_path / "tfds_run"
+    overrides = {**TINY_OVERRIDES, "data.val.batch_size": 64}
+    text, summary = run_notebook(
+        kernel_dir,
+        monkeypatch,
+        WORKDIR=str(workdir),
+        NUM_STEPS=2,
+        DATA=f"tfds:tiny_div2k_like@{tfds_dir}",
+        OVERRIDES=overrides,
+    )
+    assert "config edsr-baseline-liif" in text and "2 held-out images" in text
+    assert "15 steps/epoch" in text  # 3 training images x repeat 20, batches of 4
+    assert "step 2/2" in text and "val_psnr" in text and steps_in(workdir)[-1] == 2
+    assert summary["trained"] and summary["photo"] == "tiny_div2k_like[validation][0]"
+    assert summary["eval"][0]["n_images"] == 2

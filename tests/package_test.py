@@ -134,7 +134,7 @@ def test_from_an_empty_folder_the_installed_wheel_trains_compares_with_the_shipp
     assert out.returncode == 0, out.stderr[-3000:]
     assert "step 10/10" in out.stdout
     assert (
-        "| scale | bicubic (dB) | q (EDSR-baseline 4x32, MLP 128x2) (dB) | gain | "
+        "| scale | bicubic (dB) | q (EDSR-baseline 16x64, MLP 256x4) (dB) | gain | "
         "pretrained:edsr-baseline-liif (EDSR-baseline 16x64, MLP 256x4) (dB) | gain |"
     ) in out.stdout
     [row] = [line for line in out.stdout.splitlines() if line.startswith("| x4 |")]

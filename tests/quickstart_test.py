@@ -19,7 +19,7 @@ SHIPPED = "pretrained:edsr-baseline-liif"  # liif_jax/pretrained/edsr-baseline-l
 
 def test_describe_names_the_architecture_from_the_spec():
     quick = importlib.import_module("liif_jax.configs.quickstart").get_config()
-    assert describe(build_model(quick.model.to_dict())) == "EDSR-baseline 4x32, MLP 128x2"
+    assert describe(build_model(quick.model.to_dict())) == "EDSR-baseline 16x64, MLP 256x4"
     assert describe(build_model(liif_spec("edsr-baseline", hidden_list=(256, 128), cell_decode=False))) == (
         "EDSR-baseline 16x64, MLP 256-128, no cell"
     )

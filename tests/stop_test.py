@@ -23,6 +23,7 @@ FLAGS = [
     "--config.model.args.encoder_spec.args.n_resblocks=1",
     "--config.model.args.encoder_spec.args.n_feats=8",
     "--config.model.args.imnet_spec.args.hidden_list=(16,)",
+    "--config.init=",
     f"--config.data.train.batch_size={BATCH}",
     f"--config.data.val.batch_size={BATCH}",
     "--config.data.train.wrapper.args.inp_size=16",

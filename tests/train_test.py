@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from liif_jax.configs.common import base_config, downsampled, liif_spec
-from liif_jax.formats import state_dict
+from liif_jax.formats import checkpoints, state_dict
+from liif_jax.models import build_model
 from liif_jax.training import train_state, trainer
 
 import reference
@@ -142,6 +143,8 @@ CLI = [sys.executable, "-m", "liif_jax.train", "--config", "quickstart"]
 TINY_FLAGS = [
     "--config.model.args.encoder_spec.args.n_resblocks=1",
     "--config.model.args.encoder_spec.args.n_feats=8",
+    "--config.model.args.imnet_spec.args.hidden_list=(128, 128)",
+    "--config.init=",
     "--config.data.train.batch_size=4",
     "--config.data.val.batch_size=4",
     "--config.data.train.wrapper.args.inp_size=16",
@@ -295,3 +298,44 @@ def test_cli_trains_from_an_official_yaml_config(tmp_path):
     assert "2 steps/epoch, steps 0 -> 4" in out.stdout and "step 4/4 (epoch 2)" in out.stdout
     saved = json.loads((tmp_path / "w" / "config.json").read_text())
     assert saved["optimizer"] == {"name": "adam", "lr": 1e-4, "epochs": 2, "milestones": [1], "gamma": 0.5}
+
+
+def test_init_starts_from_another_models_params_with_a_new_optimizer(tmp_path, capsys):
+    """`--init` (config.init): another model's params are the new run's step 0; with a learning rate
+    of 0 they come out unchanged, and the run reads its own data stream from the start."""
+    first = tmp_path / "first"
+    spec = tiny_config().model.to_dict()
+    model = build_model(spec)
+    checkpoints.save_model(first, spec, model.init(jax.random.key(7), 16))
+    second = tmp_path / "second"
+    c = tiny_config(**{"num_steps": 2, "init": str(first), "optimizer.lr": 0.0, "final_eval.scales": ()})
+    trainer.train_and_evaluate(c, second)
+    assert f"starting from {first} with a new optimizer" in capsys.readouterr().out
+    _, start = checkpoints.load_model(first)
+    _, end = checkpoints.load_model(second)
+    jax.tree.map(np.testing.assert_array_equal, end, start)
+    restored = json.loads((second / "checkpoints" / "2" / "data_iter" / "process_0-of-1.json").read_text())
+    assert restored == {"next_example": 8}  # its own data stream, from the start
+
+
+def test_init_refuses_another_model_naming_the_difference_before_writing(tmp_path):
+    c = tiny_config(init="pretrained:edsr-baseline-liif")
+    with pytest.raises(trainer.TrainingError) as err:
+        trainer.train_and_evaluate(c, tmp_path / "run")
+    assert str(err.value) == (
+        "--init pretrained:edsr-baseline-liif is another model than the config's: "
+        "model.args.imnet_spec.args.hidden_list: config [16], init [256, 256, 256, 256]"
+    )
+    assert not (tmp_path / "run").exists()
+    explicit = liif_spec("edsr-baseline", {"n_resblocks": 16, "n_feats": 64})  # the shipped model's defaults, set
+    c = tiny_config(init="pretrained:edsr-baseline-liif")
+    c.model = explicit
+    assert trainer.init_params(c) is not None
+    c.model = liif_spec("edsr-baseline", {"n_feats": 32})  # a field the init model leaves at its default (64)
+    with pytest.raises(trainer.TrainingError, match=r"encoder_spec.args.n_feats: config 32, init its default$"):
+        trainer.init_params(c)
+    bigger = liif_spec("edsr-baseline", hidden_list=(256, 256, 256, 128))
+    assert (
+        trainer.spec_difference(json.loads(json.dumps(bigger)), json.loads(json.dumps(liif_spec("edsr-baseline"))))
+        == "model.args.imnet_spec.args.hidden_list: config [256, 256, 256, 128], init [256, 256, 256, 256]"
+    )

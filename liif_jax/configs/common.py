@@ -84,6 +84,8 @@ def base_config(
     c.model = model
     c.data = ml_collections.ConfigDict()
     c.data.train = {"dataset": train_dataset, "wrapper": train_wrapper or downsampled(), "batch_size": batch_size}
+    # Real-world degradations of the training inputs (liif_jax.data.degradations); {} = bicubic only.
+    c.data.train.degradation = {}
     if val_dataset is not None:
         c.data.val = {
             "dataset": val_dataset,
@@ -99,10 +101,15 @@ def base_config(
     c.checkpoint_every_steps = config_dict.placeholder(int)
     c.keep_checkpoints = 3
     c.seed = 0
+    # A model to start from (`pretrained:NAME`, a workdir, a checkpoint, an official or LTE .pth):
+    # its params with a new optimizer, as `--init`; '' for a random initialisation.
+    c.init = ""
     c.num_workers = 8  # grain worker processes for the host-side pipeline (0 = in-process)
     c.compute_dtype = "float32"  # or "bfloat16": bf16 compute, float32 params and optimizer
     # After training: LIIF vs bicubic on `dataset` at `scales` (none: skipped) under `protocol`.
     c.final_eval = {"dataset": {}, "scales": (), "protocol": "div2k"}
+    # A run trained with degradations is also evaluated on inputs degraded so (`--degrade`; '' = jpeg:40).
+    c.final_eval.degrade = ""
     return c
 
 

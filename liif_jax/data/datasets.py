@@ -22,8 +22,8 @@ SOURCES: dict[str, Callable[..., sources.DataSource]] = {
     "paired-image-folders": lambda root_path_1, root_path_2, first_k=None, repeat=1, cache=False, cache_dir=None, split_file=None, split_key=None: (
         sources.PairedImageFolders(root_path_1, root_path_2, first_k, repeat, cache, cache_dir, split_file, split_key)
     ),
-    "tfds": lambda name, data_dir, split, hr_key="hr", lr_key=None: sources.TfdsSource(
-        name, data_dir, split, hr_key, lr_key
+    "tfds": lambda name, data_dir, split, hr_key="hr", lr_key=None, first_k=None, repeat=1: sources.TfdsSource(
+        name, os.path.expanduser(data_dir), split, hr_key, lr_key, first_k, repeat
     ),
     "samples": lambda split, repeat=1: sources.sample_images(split, repeat),
     "named-photos": named_photos.named_photos,

@@ -175,7 +175,27 @@ def _check_counts(first_k: int | None, repeat: int) -> None:
         raise ValueError(f"repeat and first_k must be >= 1, got repeat={repeat}, first_k={first_k}")
 
 
-class ImageFolder:
+class Repeated:
+    """The official `first_k` and `repeat` of every source here (folders, TFDS): the first
+    `first_k` of `n` elements, `repeat` times over, so that index i reads element i % n. A source
+    subclasses it and reads its element k in `_element(k)`."""
+
+    def __init__(self, n: int, first_k: int | None, repeat: int):
+        _check_counts(first_k, repeat)
+        self.size = n if first_k is None else min(n, first_k)
+        self.repeat = repeat
+
+    def _element(self, k: int) -> Element:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.size * self.repeat
+
+    def __getitem__(self, index: int) -> Element:
+        return self._element(_check_index(index, len(self)) % self.size)
+
+
+class ImageFolder(Repeated):
     """The official `image-folder`: sorted images of one folder (e.g. `DIV2K_train_HR`).
 
     With `split_file` (JSON {split_key: [file names]}, as the official CelebA-HQ configs) the
@@ -203,15 +223,13 @@ class ImageFolder:
     ):
         _check_counts(first_k, repeat)
         files = list_images(root) if split_file is None else _split_files(root, split_file, split_key)
-        files = files[:first_k]
+        files = files[:first_k]  # only these are decoded
+        super().__init__(len(files), None, repeat)
         self._images = CachedImages(files, cache, cache_dir, cache_names(files, root))
-        self.files, self.repeat = self._images.files, repeat
+        self.files = self._images.files
 
-    def __len__(self) -> int:
-        return len(self.files) * self.repeat
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self._images[_check_index(index, len(self)) % len(self.files)]
+    def _element(self, k: int) -> np.ndarray:
+        return self._images[k]
 
     def describe(self, index: int) -> str:
         return os.fspath(self.files[index % len(self.files)])
@@ -255,7 +273,7 @@ def pair_by_name(
     return [(lr_by_hr[p.stem], p) for p in hr_files]
 
 
-class PairedImageFolders:
+class PairedImageFolders(Repeated):
     """The official `paired-image-folders`: {'lr', 'hr'} from two folders.
 
     Without a split file the images are paired by file name (`pair_by_name`); with `split_file`
@@ -283,33 +301,40 @@ class PairedImageFolders:
                 zip(_split_files(lr_root, split_file, split_key), _split_files(hr_root, split_file, split_key))
             )
         pairs = pairs[:first_k]
+        super().__init__(len(pairs), None, repeat)
         lr_files, hr_files = [lr for lr, _ in pairs], [hr for _, hr in pairs]
         bin_dir = lambda sub: None if cache_dir is None else pathlib.Path(cache_dir) / sub
         self._lr = CachedImages(lr_files, cache, bin_dir("lr"), cache_names(lr_files, lr_root))
         self._hr = CachedImages(hr_files, cache, bin_dir("hr"), cache_names(hr_files, hr_root))
-        self.pairs, self.repeat = pairs, repeat
+        self.pairs = pairs
 
-    def __len__(self) -> int:
-        return len(self.pairs) * self.repeat
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        i = _check_index(index, len(self)) % len(self.pairs)
-        return {"lr": self._lr[i], "hr": self._hr[i]}
+    def _element(self, k: int) -> dict[str, np.ndarray]:
+        return {"lr": self._lr[k], "hr": self._hr[k]}
 
     def describe(self, index: int) -> str:
         lr, hr = self.pairs[index % len(self.pairs)]
         return f"{os.fspath(lr)} / {os.fspath(hr)}"
 
 
-class TfdsSource:
+class TfdsSource(Repeated):
     """A prepared TFDS data set in ArrayRecord form (e.g. `div2k/bicubic_x4`), without TensorFlow.
 
-    Elements are the `hr_key` image, or {'lr', 'hr'} when `lr_key` is given.
+    Elements are the `hr_key` image, or {'lr', 'hr'} when `lr_key` is given, in the set's record
+    order; `first_k` and `repeat` are the folders' (`Repeated`), so the official DIV2K schedule
+    (`repeat: 20`; validation `first_k: 10, repeat: 160`) reads the same from TFDS.
     """
 
     def __init__(
-        self, name: str, data_dir: str | os.PathLike, split: str, hr_key: str = "hr", lr_key: str | None = None
+        self,
+        name: str,
+        data_dir: str | os.PathLike,
+        split: str,
+        hr_key: str = "hr",
+        lr_key: str | None = None,
+        first_k: int | None = None,
+        repeat: int = 1,
     ):
+        _check_counts(first_k, repeat)
         import tensorflow_datasets as tfds  # Imported here: it is slow and only this source needs it.
 
         try:
@@ -325,18 +350,16 @@ class TfdsSource:
         if missing:
             raise ImageError(f"TFDS data set {name!r} has no feature {sorted(missing)}; it has {sorted(keys)}")
         self.name, self.split, self.hr_key, self.lr_key = name, split, hr_key, lr_key
+        super().__init__(len(self._source), first_k, repeat)
 
-    def __len__(self) -> int:
-        return len(self._source)
-
-    def __getitem__(self, index: int) -> Element:
-        record = self._source[_check_index(index, len(self))]
+    def _element(self, k: int) -> Element:
+        record = self._source[k]
         if self.lr_key is None:
             return record[self.hr_key]
         return {"lr": record[self.lr_key], "hr": record[self.hr_key]}
 
     def describe(self, index: int) -> str:
-        return f"{self.name}[{self.split}][{index}]"
+        return f"{self.name}[{self.split}][{index % self.size}]"
 
 
 def sample_images(split: str, repeat: int = 1) -> ArraySource:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import grain
 import numpy as np
 
+from liif_jax.data.degradations import Degrade
 from liif_jax.data.imaging import ImageError, downsample, normalize, resize_bicubic, to_float01
 from liif_jax.data.sources import Element
 from liif_jax.models.coords import coord_seq, make_cell, make_coord
@@ -33,11 +34,19 @@ def _augment(images: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.
 
 
 def _pixel_samples(
-    lr: np.ndarray, hr: np.ndarray, sample_q: int | None, scale: float, rng: np.random.Generator
+    lr: np.ndarray,
+    hr: np.ndarray,
+    sample_q: int | None,
+    scale: float,
+    rng: np.random.Generator,
+    bicubic: bool = False,
 ) -> Batch:
-    """The official `to_pixel_samples` + query sampling without replacement + cells, normalised."""
+    """The official `to_pixel_samples` + query sampling without replacement + cells, normalised.
+    With `bicubic`, also the bicubic upsampling of the input at the same queries (`bicubic`), the
+    baseline that validation reports beside the model."""
     h, w = hr.shape[:2]
     rgb = hr.reshape(-1, 3)
+    up = resize_bicubic(np.ascontiguousarray(lr), (h, w)).reshape(-1, 3) if bicubic else None
     if sample_q is None:
         coord = make_coord((h, w))
     else:
@@ -47,13 +56,15 @@ def _pixel_samples(
         # make_coord's values at the sampled pixels only, without the whole grid
         coord = np.stack([coord_seq(h)[idx // w], coord_seq(w)[idx % w]], axis=-1)
         rgb = rgb[idx]
-    return {
+        up = None if up is None else up[idx]
+    out = {
         "inp": normalize(to_float01(lr)),
         "coord": coord,
         "cell": make_cell((h, w), len(coord)),
         "gt": normalize(to_float01(rgb)),
         "scale": np.float32(scale),
     }
+    return out if up is None else {**out, "bicubic": normalize(to_float01(up))}
 
 
 class RandomScaleDownsample(grain.transforms.RandomMap):
@@ -66,6 +77,8 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
     crop (round(inp_size * scale_max)) is rejected whatever s was drawn, so the error is found the
     first time the image is used rather than at a rare large s. Defaults are the official ones
     (whole image, scale_max = scale_min, no flips, every pixel), as for every wrapper here.
+    `degrade` (`liif_jax.data.degradations`, the config's `data.train.degradation`) makes the
+    input of a crop from its HR crop instead of the bicubic resize, with the same generator.
     """
 
     def __init__(
@@ -75,6 +88,7 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
         scale_max: float | None = None,
         augment: bool = False,
         sample_q: int | None = None,
+        degrade: Degrade | None = None,
     ):
         scale_max = scale_min if scale_max is None else scale_max
         if not 0 < scale_min <= scale_max:
@@ -85,14 +99,15 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
                 f"HR crop (inp_size={inp_size}, scale_min={scale_min})"
             )
         self.inp_size, self.scale_min, self.scale_max = inp_size, scale_min, scale_max
-        self.augment, self.sample_q = augment, sample_q
+        self.augment, self.sample_q, self.degrade = augment, sample_q, degrade
+        self.bicubic_reference = False  # validation sets it: `_pixel_samples`' `bicubic`
 
     def random_map(self, img: np.ndarray, rng: np.random.Generator) -> Batch:
         s = rng.uniform(self.scale_min, self.scale_max)
         lr, hr = downsample(img, s) if self.inp_size is None else self._crop(img, s, rng)
         if self.augment:
             lr, hr = _augment([lr, hr], rng)
-        return _pixel_samples(lr, hr, self.sample_q, s, rng)
+        return _pixel_samples(lr, hr, self.sample_q, s, rng, self.bicubic_reference)
 
     def _crop(self, img: np.ndarray, s: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         h, w = img.shape[:2]
@@ -107,7 +122,8 @@ class RandomScaleDownsample(grain.transforms.RandomMap):
         x0 = rng.integers(0, h - w_hr, endpoint=True)
         y0 = rng.integers(0, w - w_hr, endpoint=True)
         hr = img[x0 : x0 + w_hr, y0 : y0 + w_hr]
-        return resize_bicubic(hr, (self.inp_size, self.inp_size)), hr
+        size = (self.inp_size, self.inp_size)
+        return (resize_bicubic(hr, size) if self.degrade is None else self.degrade(hr, size, rng)), hr
 
 
 class PairedRandomCrop(grain.transforms.RandomMap):
@@ -120,6 +136,7 @@ class PairedRandomCrop(grain.transforms.RandomMap):
 
     def __init__(self, inp_size: int | None = None, augment: bool = False, sample_q: int | None = None):
         self.inp_size, self.augment, self.sample_q = inp_size, augment, sample_q
+        self.bicubic_reference = False  # validation sets it: `_pixel_samples`' `bicubic`
 
     def random_map(self, pair: dict[str, np.ndarray], rng: np.random.Generator) -> Batch:
         lr, hr = pair["lr"], pair["hr"]
@@ -141,7 +158,7 @@ class PairedRandomCrop(grain.transforms.RandomMap):
             hr = hr[x0 * s : (x0 + n) * s, y0 * s : (y0 + n) * s]
         if self.augment:
             lr, hr = _augment([lr, hr], rng)
-        return _pixel_samples(lr, hr, self.sample_q, s, rng)
+        return _pixel_samples(lr, hr, self.sample_q, s, rng, self.bicubic_reference)
 
 
 class PositionalRandomMap(grain.transforms.RandomMap):

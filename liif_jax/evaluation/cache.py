@@ -49,9 +49,10 @@ def key(
     scales: Sequence[float],
     protocol: str,
     crop: int | None,
+    degrade: str | None = None,
 ) -> str:
     """The entry's name: a hash of the model's identity and of the evaluation (every image's name
-    and pixels, as the evaluation reads them, scales, protocol, crop)."""
+    and pixels, as the evaluation reads them, scales, protocol, crop, degradation of the inputs)."""
     images = hashlib.sha256()
     for i in range(len(source)):
         name = source.describe(i) if hasattr(source, "describe") else str(i)
@@ -67,6 +68,7 @@ def key(
         "scales": [float(s) for s in scales],
         "protocol": protocol,
         "crop": crop,
+        **({"degrade": degrade} if degrade else {}),  # entries of clean inputs keep their names
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
 

@@ -10,6 +10,7 @@ clamped above x4 (`scale_max`), and with `window` the input padded as its SwinIR
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pathlib
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from liif_jax import pretrained
+from liif_jax.data import degradations
 from liif_jax.data.imaging import ImageError, center_crop, downsample, to_float01
 from liif_jax.evaluation import metrics, report
 from liif_jax.models import Model, describe
@@ -108,15 +110,20 @@ def evaluate_one(
     window: int = 0,
     scale_max: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    degrade: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None,
 ) -> Outcome:
     """LIIF and bicubic of one uint8 HR image at one scale; `lr=None` makes the LR from `hr`.
 
     `scale_max`: LTE's cell clamp above that scale; `window`: LTE's padding of the input to a
     multiple of the window (the output rendered for the padded input, then cropped to the HR size).
-    `progress`: the render's (`render.render`).
+    `progress`: the render's (`render.render`). `degrade` makes the LR input from the (cropped) HR
+    image instead of the bicubic resize (`--degrade`); bicubic and the model both see it.
     """
     if lr is None:
         lr, hr = downsample(hr, scale)
+        lr = lr if degrade is None else degrade(hr, lr.shape[:2])
+    elif degrade is not None:
+        raise ValueError("degraded inputs are made from HR images, not from given LR images")
     else:
         hr = crop_paired(lr, hr, scale)
     factor = lte_cell_factor(scale, scale_max)
@@ -174,6 +181,7 @@ def evaluate(
     window: int = 0,
     scale_max: float | None = None,
     model_name: str = "LIIF",
+    degrade: str | None = None,
 ) -> list[report.ImageResult]:
     """Per-image results of every image of `source` at every scale, image-major.
 
@@ -185,9 +193,11 @@ def evaluate(
     `model_name` (see `model_label`). `on_result` gets the
     results so far after each one (the CLI saves them, so that an error on a later image loses nothing).
     `progress` prints a line per result with the time left, and the progress of renders of more than a
-    few seconds.
+    few seconds. `degrade` names a degradation of the LR inputs (`degradations.named`: `jpeg:60`,
+    `realesrgan:SEED`), drawn per image and scale from the seed, so every model sees the same inputs.
     """
     check_scales(scales, protocol)
+    degradation, seed = degradations.named(degrade) if degrade else (None, 0)
     if batch_queries is not None and batch_queries <= 0:
         raise ValueError(f"batch_queries must be positive, got {batch_queries}")
     if names is not None and len(names) != len(source):
@@ -203,8 +213,24 @@ def evaluate(
             start = time.perf_counter()
             try:
                 lines = ProgressLines(f"  {name} x{scale:g}") if progress else None
+                make_lr = None
+                if degradation is not None:
+                    rng = np.random.default_rng([seed, i, round(scale * 1000)])
+                    make_lr = functools.partial(degradation, rng=rng)
                 outcome = evaluate_one(
-                    model, params, hr, lr, scale, protocol, batch_queries, tile, decoder, window, scale_max, lines
+                    model,
+                    params,
+                    hr,
+                    lr,
+                    scale,
+                    protocol,
+                    batch_queries,
+                    tile,
+                    decoder,
+                    window,
+                    scale_max,
+                    lines,
+                    make_lr,
                 )
             except ValueError as err:
                 raise ImageError(f"{where} at scale {scale:g}: {err}") from err

@@ -82,6 +82,19 @@ def final_evaluation(
     names = sorted({r.name.split("/")[-1] for r in results})
     print(f"held-out evaluation ({fe.protocol} protocol, {len(names)} images: {', '.join(names)}; PSNR in dB):")
     print(report.format_comparison(rows), flush=True)
+    degrade = degraded_inputs(config)
+    if degrade:
+        print(f"the same on degraded inputs ({degrade}), as the run trained on:", flush=True)
+        degraded = evaluator.evaluate(
+            model, jax.device_get(params), source, list(fe.scales), fe.protocol, degrade=degrade
+        )
+        report.write_json(workdir / "final_eval_degraded.json", degraded)
+        degraded_rows = {label: report.aggregate(degraded)}
+        if fe.get("compare_with"):
+            other_label, other_results = compare(fe, source, degrade)
+            degraded_rows[other_label] = report.aggregate(other_results)
+        print(f"held-out evaluation on {degrade} inputs (PSNR in dB):")
+        print(report.format_comparison(degraded_rows), flush=True)
     if progress is not None:
         print(report.verdict(rows[label], progress.steps_done, progress.recipe_steps, progress.eta), flush=True)
     print(
@@ -91,13 +104,24 @@ def final_evaluation(
     )
 
 
-def compare(fe: ml_collections.ConfigDict, source: Sequence[Any]) -> tuple[str, list[report.ImageResult]]:
-    """(label, results) of `fe.compare_with` on the held-out images: from the evaluation cache when
-    this model was evaluated on these images before, else evaluated now and cached."""
+def degraded_inputs(config: ml_collections.ConfigDict) -> str | None:
+    """The degradation (`--degrade` recipe) of the final table's second part: `final_eval.degrade`,
+    for a run trained with `data.train.degradation` (default `jpeg:40`); None for other runs."""
+    if not config.data.train.get("degradation"):
+        return None
+    return config.final_eval.get("degrade") or "jpeg:40"
+
+
+def compare(
+    fe: ml_collections.ConfigDict, source: Sequence[Any], degrade: str | None = None
+) -> tuple[str, list[report.ImageResult]]:
+    """(label, results) of `fe.compare_with` on the held-out images (on `degrade`d inputs if given):
+    from the evaluation cache when this model was evaluated on these images before, else evaluated
+    now and cached."""
     from liif_jax.evaluation import cache, evaluator
 
     scales = list(fe.scales)
-    entry = cache.key(fe.compare_with, source, scales, fe.protocol, fe.get("center_crop"))
+    entry = cache.key(fe.compare_with, source, scales, fe.protocol, fe.get("center_crop"), degrade)
     hit = cache.load(entry)
     if hit is not None:
         print(f"{hit[0]}: the results of an earlier run on these images ({cache.cache_dir() / entry}.json)", flush=True)
@@ -105,6 +129,6 @@ def compare(fe: ml_collections.ConfigDict, source: Sequence[Any]) -> tuple[str, 
     other, other_params = checkpoints.load_model(fe.compare_with)
     label = evaluator.model_label(fe.compare_with, other)
     print(f"held-out evaluation of {label}, for comparison (once; the results are cached):", flush=True)
-    results = evaluator.evaluate(other, other_params, source, scales, fe.protocol)
+    results = evaluator.evaluate(other, other_params, source, scales, fe.protocol, degrade=degrade)
     cache.store(entry, label, results)
     return label, results

@@ -9,7 +9,7 @@ from typing import Any
 
 import ml_collections
 
-from liif_jax.data import datasets, pipeline
+from liif_jax.data import datasets, degradations, pipeline, wrappers
 
 
 def train_iterator(
@@ -20,6 +20,11 @@ def train_iterator(
     cfg = config.data.train
     source = datasets.make_source(cached(cfg.dataset.to_dict(), cache_root), "data.train.dataset")
     wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.train.wrapper")
+    degrade = degradations.make_degradation(cfg.get("degradation"))
+    if degrade is not None:
+        if not isinstance(wrapper, wrappers.RandomScaleDownsample) or wrapper.inp_size is None:
+            raise ValueError("data.train.degradation needs the sr-implicit-downsampled wrapper with an inp_size")
+        wrapper.degrade = degrade
     it = pipeline.make_train_dataset(
         source, wrapper, cfg.batch_size, config.seed, num_workers=config.num_workers, rows=rows
     )
@@ -37,6 +42,8 @@ def val_dataset(
     repeat = args.pop("repeat", 1)  # the validation set repeats its crops itself (same batches each pass)
     source = datasets.make_source({**spec, "args": args}, "data.val.dataset")
     wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.val.wrapper")
+    if hasattr(wrapper, "bicubic_reference"):  # validation reports bicubic on the same crops
+        wrapper.bicubic_reference = True
     return pipeline.make_val_dataset(
         source, cfg.batch_size, config.seed, wrapper, first_k=None, repeat=repeat, rows=rows
     )

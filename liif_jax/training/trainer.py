@@ -87,14 +87,20 @@ def train_step(model: Model, tx: optax.GradientTransformation, state: TrainState
     return TrainState(state.step + 1, params, opt_state, compute), loss
 
 
-def batch_psnr(model: Model, params, batch: Batch) -> tuple[jax.Array, jax.Array]:
+def batch_psnr(model: Model, params, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The official validation metric on one batch: PSNR of clamped [0, 1] RGB over all queries
-    of the examples with `weight` 1 (padding has 0), and their number."""
-    pred = jnp.clip(model.apply(params, batch["inp"], batch["coord"], batch["cell"]) * 0.5 + 0.5, 0, 1)
+    of the examples with `weight` 1 (padding has 0), their number, and the PSNR of the batch's
+    `bicubic` upsampling at the same queries (NaN without one)."""
     gt = batch["gt"] * 0.5 + 0.5
-    mse = jnp.mean((pred - gt) ** 2, axis=(1, 2))  # every example has as many queries
     count = jnp.sum(batch["weight"])
-    return -10 * jnp.log10(jnp.sum(batch["weight"] * mse) / count), count
+
+    def psnr(pred: jax.Array) -> jax.Array:
+        mse = jnp.mean((jnp.clip(pred, 0, 1) - gt) ** 2, axis=(1, 2))  # every example has as many queries
+        return -10 * jnp.log10(jnp.sum(batch["weight"] * mse) / count)
+
+    ours = psnr(model.apply(params, batch["inp"], batch["coord"], batch["cell"]) * 0.5 + 0.5)
+    bicubic = psnr(batch["bicubic"] * 0.5 + 0.5) if "bicubic" in batch else jnp.float32(jnp.nan)
+    return ours, count, bicubic
 
 
 MODEL_KEYS = ("inp", "coord", "cell", "gt")
@@ -193,6 +199,48 @@ def check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> N
             )
 
 
+def spec_difference(config_spec: Any, init_spec: Any, where: str = "model", both: bool = False) -> str | None:
+    """The first field where two model specs differ (`model.args.x: config 32, init 64`), or None;
+    with `both`, only among the fields that both specs set."""
+    if isinstance(config_spec, dict) and isinstance(init_spec, dict):
+        for key in sorted(set(config_spec) | set(init_spec)):
+            if key not in init_spec or key not in config_spec:
+                if both:
+                    continue
+                value, side = (config_spec[key], "config") if key in config_spec else (init_spec[key], "init")
+                other = "init" if side == "config" else "config"
+                return f"{where}.{key}: {side} {json.dumps(value)}, {other} its default"
+            found = spec_difference(config_spec[key], init_spec[key], f"{where}.{key}", both)
+            if found:
+                return found
+        return None
+    if config_spec != init_spec:
+        return f"{where}: config {json.dumps(config_spec)}, init {json.dumps(init_spec)}"
+    return None
+
+
+def init_params(config: ml_collections.ConfigDict) -> Any | None:
+    """The params that a new run starts from: those of the model `config.init` names (a
+    `pretrained:NAME`, a workdir, a checkpoint or an official/LTE .pth), refused when its model
+    is not the config's; None without `init` (random initialisation)."""
+    source = config.get("init")
+    if not source:
+        return None
+    model, params = checkpoints.load_model(source)
+    as_json = lambda spec: json.loads(json.dumps(spec))  # tuples as lists
+    ours, theirs = as_json(config.model.to_dict()), as_json(model.spec)
+    # A field that one spec leaves at its default may match: the parameter shapes decide.
+    difference = spec_difference(ours, theirs, both=True)
+    if difference is None:
+        shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
+        expected = shapes(jax.eval_shape(build_model(ours).init, jax.random.key(0)))
+        if expected != shapes(params):
+            difference = spec_difference(ours, theirs) or "the parameter shapes differ"
+    if difference:
+        raise TrainingError(f"--init {source} is another model than the config's: {difference}")
+    return params
+
+
 def stop_point(step: int, stop: StopRequest) -> bool:
     """True at the step at which the run stops on a signal and saves a checkpoint. One process:
     the first step that ends after SIGTERM or SIGINT (`stop`). Several: JAX's preemption service
@@ -206,18 +254,21 @@ def stop_point(step: int, stop: StopRequest) -> bool:
         return False
 
 
-def evaluate_val(steps: Steps, params, val_ds, stop: StopRequest | None = None) -> float | None:
-    """Mean PSNR over the validation batches, weighted by batch size as the official Averager;
-    the padding of the last batch (weight 0) is left out, so the value is the same on any layout.
-    None when a one-process run is asked to stop (`stop`) before the end: it stops without waiting."""
-    total, n = 0.0, 0.0
+def evaluate_val(steps: Steps, params, val_ds, stop: StopRequest | None = None) -> tuple[float, float] | None:
+    """(model, bicubic) mean PSNR over the validation batches, weighted by batch size as the official
+    Averager; the padding of the last batch (weight 0) is left out, so the value is the same on any
+    layout. Bicubic is NaN when the batches have no `bicubic`. None when a one-process run is asked
+    to stop (`stop`) before the end: it stops without waiting."""
+    total, bicubic_total, n = 0.0, 0.0, 0.0
     for batch in val_ds:
         if stop is not None and stop.requested and jax.process_count() == 1:
             return None
-        psnr, count = jax.device_get(steps.eval_psnr(params, to_global(batch, steps.batch, VAL_KEYS)))
+        keys = VAL_KEYS + (("bicubic",) if "bicubic" in batch else ())
+        psnr, count, bicubic = jax.device_get(steps.eval_psnr(params, to_global(batch, steps.batch, keys)))
         total += float(psnr) * float(count)
+        bicubic_total += float(bicubic) * float(count)
         n += float(count)
-    return total / max(n, 1.0)
+    return total / max(n, 1.0), bicubic_total / max(n, 1.0)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
@@ -237,6 +288,8 @@ def _train_and_evaluate(
     say = print if jax.process_index() == 0 else lambda *args, **kwargs: None  # one progress log
     check_config(config)
     check_workdir(workdir, config)
+    resuming = any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*"))
+    initial = None if resuming else init_params(config)  # refused before anything is written
     model = build_model(config.model.to_dict(), compute_dtype(config.compute_dtype))
     mesh = make_mesh()
     batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
@@ -250,12 +303,14 @@ def _train_and_evaluate(
         val_ds = None if val_cfg is None else inputs.val_dataset(config, val_rows, cache_root)
         for folder in inputs.cache_dirs(config, cache_root):
             say(inputs.describe_cache(folder), flush=True)
-        return _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say)
+        return _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say, initial)
     finally:
         it.close()  # stops the grain workers, however the run ends
 
 
-def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say) -> dict[str, float]:
+def _train_loop(
+    config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds, cache_root, say, initial
+) -> dict[str, float]:
     num_steps = config.num_steps or config.optimizer.epochs * steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
     eval_every = config.eval_every_steps or steps_per_epoch
@@ -274,7 +329,12 @@ def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds,
         meta = checkpoints.make_meta(config.model.to_dict(), config=config.to_dict())
         start = mngr.latest_step()
         if start is None:
-            state = init(jax.random.key(config.seed))
+            if initial is None:
+                state = init(jax.random.key(config.seed))
+            else:  # the init model's params with a new optimizer
+                create = lambda p: TrainState.create(model, tx, p)
+                state = jax.jit(create, out_shardings=steps.replicated)(jax.device_put(initial, steps.replicated))
+                say(f"starting from {config.init} with a new optimizer", flush=True)
             start = 0
         else:
             stop.where = f"before resuming; the last checkpoint is still {workdir / 'checkpoints' / str(start)}"
@@ -357,14 +417,16 @@ def _train_loop(config, workdir, stop, model, mesh, it, steps_per_epoch, val_ds,
                 t_last, step_last = now, step
             losses = []
             if eval_now:
-                val = evaluate_val(steps, state.params, val_ds, stop)
-                if val is None:  # a signal came during validation: stop now, without its value
+                measured = evaluate_val(steps, state.params, val_ds, stop)
+                if measured is None:  # a signal came during validation: stop now, without its value
                     stopping = True
                 else:
+                    val, bicubic = measured
                     last_val = last["val_psnr"] = val
                     writer.write(step, val_psnr=val)
                     writer.plot_curves()
-                    say(f"step {step}/{num_steps}  val_psnr {val:.2f} dB", flush=True)
+                    versus = "" if np.isnan(bicubic) else f" (bicubic {bicubic:.2f} dB on the same crops)"
+                    say(f"step {step}/{num_steps}  val_psnr {val:.2f} dB{versus}", flush=True)
             if ckpt_now or stopping:
                 checkpointing.save(
                     mngr,
