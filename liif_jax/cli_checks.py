@@ -1,16 +1,14 @@
 """Checks the CLIs run on flags, paths and sizes before loading a model or data, so that a mistake
-costs seconds and one line, not a render or an evaluation that then fails at the end; and what
-they share about names and outputs: the program name as typed, outputs written whole."""
+costs seconds and one line, not a render or an evaluation that then fails at the end; and the program name as typed.
+Outputs are written whole by `liif_jax.formats.atomic.written_whole`."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import pathlib
-import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from liif_jax.data import imaging
@@ -123,25 +121,3 @@ def program_name(module: str, script: str) -> str:
     """The name to show in usage and errors: the console script (`liif-demo`) when that is what
     runs, else `python -m MODULE`, so that a message names the command the person typed."""
     return script if sys.argv and os.path.basename(sys.argv[0]) == script else f"python -m {module}"
-
-
-@contextlib.contextmanager
-def written_whole(path: str | os.PathLike) -> Iterator[pathlib.Path]:
-    """A temporary name beside `path`, with its suffix (writers choose the format by it), renamed
-    to `path` when the block ends normally and removed when it does not (an error, Ctrl-C): the
-    name asked for holds a whole output or nothing new, never half a file or folder."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    _remove(tmp)  # left by a process that was killed outright
-    try:
-        yield tmp
-        os.replace(tmp, path)  # also over an empty folder given as the output
-    finally:
-        _remove(tmp)
-
-
-def _remove(path: pathlib.Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from liif_jax import cli_checks
+from liif_jax.formats import atomic
 from liif_jax.formats.checkpoints import load_model, save_model
 from liif_jax.formats.pth import OFFICIAL_SUFFIXES
 from liif_jax.formats.state_dict import save_official
@@ -24,7 +25,7 @@ from liif_jax.formats.state_dict import save_official
 def main(argv: list[str] | None = None) -> int:
     try:
         return convert(argv)
-    except KeyboardInterrupt:  # the output is written whole or not at all (`cli_checks.written_whole`)
+    except KeyboardInterrupt:  # the output is written whole or not at all (`atomic.written_whole`)
         print("stopped (Ctrl-C); nothing was written", file=sys.stderr)
         return cli_checks.INTERRUPTED
 
@@ -61,7 +62,7 @@ def convert(argv: list[str] | None = None) -> int:
         cli_checks.check_output_dir(os.path.dirname(os.path.abspath(args.output)), "OUTPUT's folder")
         model, params = load_model(args.input, args.step)
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with cli_checks.written_whole(os.path.abspath(args.output)) as tmp:
+        with atomic.written_whole(os.path.abspath(args.output)) as tmp:
             if to_pth:
                 save_official(tmp, model, params)
             else:

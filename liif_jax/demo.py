@@ -23,6 +23,7 @@ from PIL import Image
 
 from liif_jax import cli_checks
 from liif_jax.data import imaging
+from liif_jax.formats import atomic
 from liif_jax.formats.checkpoints import load_model
 from liif_jax.render import zoom
 from liif_jax.render.render import (
@@ -66,7 +67,7 @@ def check_zoom_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray, frame_hw: tuple[int, int]) -> int:
     t0 = time.perf_counter()
     try:
-        with cli_checks.written_whole(args.output) as tmp:
+        with atomic.written_whole(args.output) as tmp:
             zoom.save_zoom(
                 model,
                 params,
@@ -92,7 +93,7 @@ def write_zoom(args: argparse.Namespace, model, params, img: np.ndarray, frame_h
 def main(argv: list[str] | None = None) -> int:
     try:
         return render_to_file(argv)
-    except KeyboardInterrupt:  # the output is written whole or not at all (`cli_checks.written_whole`)
+    except KeyboardInterrupt:  # the output is written whole or not at all (`atomic.written_whole`)
         print("stopped (Ctrl-C); --output was not written", file=sys.stderr)
         return cli_checks.INTERRUPTED
 
@@ -208,7 +209,7 @@ def render_to_file(argv: list[str] | None = None) -> int:
         progress=ProgressLines("render"),
     )
     try:
-        with cli_checks.written_whole(args.output) as tmp:
+        with atomic.written_whole(args.output) as tmp:
             Image.fromarray(out).save(tmp)
     except (OSError, ValueError) as e:
         print(f"error: cannot write --output {args.output}: {e}", file=sys.stderr)

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = f" (the {sink.written} results before it are in {args.json})" if sink.written else ""
         print(f"error: {err}{kept}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # each file is written whole (`cli_checks.written_whole`): what is there is usable
+    except KeyboardInterrupt:  # each file is written whole (`atomic.written_whole`): what is there is usable
         kept = [f"the {sink.written} results so far are in {args.json}"] if sink.written else []
         if args.save_images is not None and os.path.isdir(args.save_images) and os.listdir(args.save_images):
             kept.append(f"their crops are in {args.save_images}")

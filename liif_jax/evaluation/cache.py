@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from liif_jax import pretrained
-from liif_jax.cli_checks import written_whole
 from liif_jax.evaluation.report import ImageResult
 from liif_jax.formats import checkpoints
+from liif_jax.formats.atomic import written_whole
 
 VERSION = 1  # of the entries' layout and of what the key covers
 

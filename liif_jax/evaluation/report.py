@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from PIL import Image, ImageDraw
 
-from liif_jax.cli_checks import written_whole
+from liif_jax.formats.atomic import written_whole
 
 Crop = tuple[int, int, int, int]  # (top, left, height, width)
 

@@ -1,2 +1,2 @@
-"""Files that hold models: our orbax checkpoints (`checkpoints`), the official state dict
-(`state_dict`) and PyTorch `.pth` files, read and written without PyTorch (`pth`)."""
+"""Files: our orbax checkpoints (`checkpoints`), the official state dict (`state_dict`), PyTorch
+`.pth` files read and written without PyTorch (`pth`), and any output written whole (`atomic`)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import jax
 
-from liif_jax.cli_checks import written_whole
+from liif_jax.formats.atomic import written_whole
 
 CURVES = "curves.png"
 
