@@ -18,18 +18,19 @@ from conftest import REPO
 
 
 def test_every_target_states_its_memory_bandwidth_and_peaks():
-    assert set(aot.TARGETS) == {"h100", "h200", "v5e-1", "v5e-8", "v4-8", "v6e-1"}
+    assert set(aot.TARGETS) == {"h100", "h200", "a100", "rtx4090", "t4", "v5e-1", "v5e-8", "v4-8", "v6e-1"}
     for t in aot.TARGETS.values():
-        assert t.memory_bytes > 8e9 and t.hbm_bandwidth > 5e11
+        assert t.memory_bytes > 8e9 and t.hbm_bandwidth > 3e11
         assert set(t.peak_flops) == {"bf16", "f32", "f32_highest"}
-        assert t.peak_flops["bf16"] >= t.peak_flops["f32"] > t.peak_flops["f32_highest"]
+        # float32 at "highest" is slower than TF32 where a GPU has TF32 (not the T4; the same on an RTX 4090)
+        assert t.peak_flops["bf16"] >= t.peak_flops["f32"] >= t.peak_flops["f32_highest"]
     assert aot.target("h200").peak_flops["f32"] == pytest.approx(495e12, rel=0.01)  # TF32, dense
     with pytest.raises(ValueError, match="unknown target 'v9'; known: h100"):
         aot.target("v9")
 
 
 def test_gpu_targets_name_their_description_file_and_its_source():
-    for t in (aot.target("h100"), aot.target("h200")):
+    for t in (aot.target(n) for n in ("h100", "h200", "a100", "rtx4090", "t4")):
         text = (REPO / "liif_jax" / "aot" / "gpu_targets" / t.config_file).read_text()
         assert "xla/tools/hlo_opt/gpu_specs" in text and "Apache License" in text
         assert f"device_memory_size: {t.memory_bytes}" in text
