@@ -74,8 +74,8 @@ def test_compile_only_devices_are_the_targets_chips(v5e1, v5e8):
 
 FULL = pytest.mark.aot_full  # compiled by `pytest -m aot_full` (and experiments/aot.py), not by CI
 TRAIN = [
-    ("edsr-baseline-liif", "bfloat16", "v5e-1"),  # the DIV2K step on a Colab TPU
     ("quickstart", "float32", "v5e-8"),  # the notebook's step on an 8-chip runtime: one example per chip
+    pytest.param("edsr-baseline-liif", "bfloat16", "v5e-1", marks=FULL),  # the DIV2K step on a Colab TPU
     pytest.param("edsr-baseline-liif", "float32", "v5e-1", marks=FULL),
     pytest.param("edsr-baseline-liif", "float32", "v5e-8", marks=FULL),
     pytest.param("edsr-baseline-liif", "bfloat16", "v5e-8", marks=FULL),
@@ -154,6 +154,7 @@ def test_render_programs_pick_their_tile_with_the_targets_memory(v5e1):
     assert {k: runs for k, (_, runs) in programs.items()} == {"encode_tile": 1, "query_block": 1}
 
 
+@FULL
 def test_a_4k_to_8k_render_fits_one_v5e_chip(v5e1):
     """2160x3840 -> 4320x7680 with EDSR-baseline-LIIF, the tile chosen by memory (the render's
     3 GB budget), 30000 queries per step: two programs, each inside the budget, run once per tile
