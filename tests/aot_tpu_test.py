@@ -101,6 +101,7 @@ def test_the_training_step_fits_the_chip(name, dtype, t, v5e1, v5e8):
         assert report.stats.flops == pytest.approx(train_flops(config(name)), rel=1e-3)
 
 
+@FULL
 def test_the_notebooks_programs_fit_one_v5e_chip(v5e1):
     """What the notebook runs, with its parameters, on a Colab TPU runtime (one v5e chip): the
     training step of its config, its largest render (its LR crop at its largest scale) and its
