@@ -4,13 +4,14 @@
 #
 #   bash experiments/finetune_degradations_cpu.sh OUT_DIR [PHOTOS_DIR]   (from the repository root)
 #
-# Training: 7 mate-nature photographs (PHOTOS_DIR, default ../shared/data/mate-nature; see
-# ../shared/data/README.md), of which the recipe holds FreshFlower out; six train. Held out from both
+# Training: 7 mate-nature photographs (PHOTOS_DIR, default /usr/share/backgrounds/mate/nature, where
+# `apt-get install mate-backgrounds` puts them), of which the recipe holds FreshFlower out; six train. Held out from both
 # the shipped model and this run: the mate-nature test photographs (TwoWings, Wood, YellowFlower,
 # central 384 px) and scikit-image's chelsea and coffee.
 set -euo pipefail
 out=${1:?usage: finetune_degradations_cpu.sh OUT_DIR [PHOTOS_DIR]}
-photos=${2:-../shared/data/mate-nature}
+photos=${2:-/usr/share/backgrounds/mate/nature}
+[ -f "$photos/Aqua.jpg" ] || { echo "no mate-nature photographs in $photos: apt-get install mate-backgrounds, or pass PHOTOS_DIR" >&2; exit 1; }
 py=${PYTHON:-python}
 mkdir -p "$out/photos" "$out/held_out"
 for name in Aqua Blinds Dune FreshFlower Garden GreenMeadow LadyBird; do ln -sf "$(realpath "$photos/$name.jpg")" "$out/photos/"; done

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from scipy import signal, stats
 
+from liif_jax.data import datasets, pipeline, sources, wrappers
 from liif_jax.data import degradations as dg
-from liif_jax.data import pipeline, sources, wrappers
 from liif_jax.data.imaging import resize_bicubic
 
 
@@ -118,10 +118,12 @@ def test_named_degradations_and_config_specs():
     for bad in ("jpeg", "jpeg:0", "jpeg:abc", "blur:3"):
         with pytest.raises(ValueError, match="--degrade"):
             dg.named(bad)
-    assert dg.make_degradation({}) is None
-    assert dg.make_degradation({"name": "realesrgan", "args": {"clean_prob": 0.3}}) == dg.SecondOrder(clean_prob=0.3)
+    assert datasets.make_degradation({}) is None
+    assert datasets.make_degradation({"name": "realesrgan", "args": {"clean_prob": 0.3}}) == dg.SecondOrder(
+        clean_prob=0.3
+    )
     with pytest.raises(ValueError, match="bad args"):
-        dg.make_degradation({"name": "realesrgan", "args": {"clean": 0.3}})
+        datasets.make_degradation({"name": "realesrgan", "args": {"clean": 0.3}})
 
 
 DEGRADED = wrappers.RandomScaleDownsample(16, 1, 4, augment=True, sample_q=64, degrade=dg.SecondOrder(clean_prob=0.3))

@@ -13,7 +13,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from liif_jax.data import named_photos, own_photos, sources, wrappers
+from liif_jax.data import degradations, named_photos, own_photos, sources, wrappers
 
 SOURCES: dict[str, Callable[..., sources.DataSource]] = {
     "image-folder": lambda root_path, first_k=None, repeat=1, cache=False, cache_dir=None, split_file=None, split_key=None: (
@@ -67,3 +67,8 @@ def with_cache_dir(spec: Mapping[str, Any], cache_root: str | os.PathLike) -> di
 
 def make_wrapper(spec: Mapping[str, Any], what: str = "wrapper"):
     return _build(WRAPPERS, spec, what)
+
+
+def make_degradation(spec: Mapping[str, Any] | None) -> degradations.Degrade | None:
+    """`data.train.degradation`: {} (off) or {'name': 'realesrgan' | 'jpeg', 'args': {...}}."""
+    return _build(degradations.DEGRADATIONS, spec, "data.train.degradation") if spec else None

@@ -9,8 +9,8 @@ arbitrary-scale wrapper drew (scale x1-x4, continuous) with a sinc filter and JP
 Each operation takes the generator it draws from: in the training pipeline that is grain's
 per-example generator, so a degraded batch depends only on the seed and its place in the stream.
 
-`make_degradation(spec)` builds one from the config's `data.train.degradation`; `named(text)` the
-evaluation's `--degrade jpeg:60` / `realesrgan:SEED`.
+`DEGRADATIONS` names them for the config's `data.train.degradation` (`datasets.make_degradation`);
+`named(text)` reads the evaluation's `--degrade jpeg:60` / `realesrgan:SEED`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -278,19 +277,6 @@ class Jpeg:
 
 
 DEGRADATIONS: dict[str, Callable[..., Degrade]] = {"realesrgan": SecondOrder, "jpeg": Jpeg}
-
-
-def make_degradation(spec: Mapping[str, Any] | None) -> Degrade | None:
-    """`data.train.degradation` as a `Degrade`: {} (off) or {'name': 'realesrgan' | 'jpeg', 'args': {...}}."""
-    if not spec:
-        return None
-    name, args = spec.get("name"), dict(spec.get("args") or {})
-    if name not in DEGRADATIONS:
-        raise ValueError(f"data.train.degradation: unknown name {name!r}; available: {', '.join(DEGRADATIONS)}")
-    try:
-        return DEGRADATIONS[name](**args)
-    except TypeError as e:
-        raise ValueError(f"data.train.degradation {name!r}: bad args {sorted(args)}: {e}") from None
 
 
 def named(text: str) -> tuple[Degrade, int]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import ml_collections
 
-from liif_jax.data import datasets, degradations, pipeline, wrappers
+from liif_jax.data import datasets, pipeline, wrappers
 
 
 def train_iterator(
@@ -20,7 +20,7 @@ def train_iterator(
     cfg = config.data.train
     source = datasets.make_source(cached(cfg.dataset.to_dict(), cache_root), "data.train.dataset")
     wrapper = datasets.make_wrapper(cfg.wrapper.to_dict(), "data.train.wrapper")
-    degrade = degradations.make_degradation(cfg.get("degradation"))
+    degrade = datasets.make_degradation(cfg.get("degradation"))
     if degrade is not None:
         if not isinstance(wrapper, wrappers.RandomScaleDownsample) or wrapper.inp_size is None:
             raise ValueError("data.train.degradation needs the sr-implicit-downsampled wrapper with an inp_size")
