@@ -8,9 +8,9 @@ photographs of `photos_edsr_baseline_liif` (same split, same `photos_dir`), each
 second-order degradation (blur, resize, noise, JPEG, twice; `liif_jax.data.degradations`) except a
 30% share of clean bicubic inputs, which keeps its accuracy on clean images. lr 5e-5 halved at 50%
 and 75% of 10000 steps. The final table has clean and JPEG-40 columns. A degraded sample costs about
-5-7 ms of an idle CPU core (experiments/results/degradations_cpu.md), so a GPU that trains ~1500
-samples/s (the shipped model's H200 run) needs about 10-14 grain workers; with fewer the step rate
-falls with them. A short CPU fine-tune with these degradations moved the shipped model far below
+5-7 ms of an idle CPU core (experiments/results/degradations_cpu.md), so a GPU that trains ~1600
+samples/s (the shipped model's H200 run) needs about 8-11 grain workers (inferred); with fewer the
+step rate falls with them. A short CPU fine-tune with these degradations moved the shipped model far below
 bicubic (the same file): this recipe is longer, with 4x the batch, and has not been run.
 """
 
